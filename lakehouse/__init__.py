@@ -1,0 +1,1 @@
+"""Core of the lakehouse: settings, Spark session factory, table registry, schemas, the native stack."""

@@ -1,0 +1,99 @@
+"""The one settings object. Every path, host and port of the project comes from here.
+
+Values come from the environment (names below), then `.env` in the repository root, then defaults
+for the native stack on loopback. The Compose stack sets the same names to its service addresses.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Validated at start-up; `get_settings()` returns the process-wide instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_", env_file=REPO_ROOT / ".env", extra="ignore", frozen=True
+    )
+
+    stack: Literal["native", "docker"] = Field(
+        "native", validation_alias=AliasChoices("STACK", "LAKEHOUSE_STACK")
+    )
+    state_dir: Path = REPO_ROOT / ".state"
+    jars_dir: Path = REPO_ROOT / ".cache" / "jars"
+    # Where Delta tables live: a local folder, or s3a://bucket/prefix on S3-compatible storage.
+    storage_root: str | None = None
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    kafka_controller_port: int = 9093
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
+    )
+    spark_master_url: str = Field("local[2]", validation_alias=AliasChoices("SPARK_MASTER_URL"))
+    spark_shuffle_partitions: int = 4
+    spark_driver_memory: str = "2g"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Seconds `lakehouse stack up` waits for a service to answer its health check.
+    health_timeout_s: float = 90.0
+
+    @field_validator("state_dir", "jars_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    @property
+    def lake_root(self) -> str:
+        """Root of all Delta tables (bronze/silver/gold folders below it)."""
+        return self.storage_root or str(self.state_dir / "lake")
+
+    @property
+    def landing_dir(self) -> Path:
+        """Landing zone the simulator writes and batch ingestion reads."""
+        return self.state_dir / "landing"
+
+    @property
+    def truth_dir(self) -> Path:
+        """The simulator's ground truth, for evaluation only: the pipeline never reads it."""
+        return self.state_dir / "truth"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of the native stack."""
+        return self.state_dir / "run"
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """Host and port of the first bootstrap server (the native broker listens there)."""
+        host, _, port = self.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+        return host, int(port)
+
+    @property
+    def mlflow_host_port(self) -> tuple[str, int]:
+        url = urlsplit(self.mlflow_tracking_uri)
+        return url.hostname or "127.0.0.1", url.port or 80
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
