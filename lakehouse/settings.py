@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     spark_master_url: str = Field("local[2]", validation_alias=AliasChoices("SPARK_MASTER_URL"))
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"
+    # The Spark UI costs start-up time and a port per session; tests turn it off.
+    spark_ui_enabled: bool = True
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

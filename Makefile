@@ -1,0 +1,76 @@
+# The user-facing commands. `make help` lists them.
+# Native stack by default; STACK=docker uses docker-compose.yml where a Docker engine answers.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+LAKEHOUSE := $(VENV)/bin/lakehouse
+INSTALLED := $(VENV)/.installed
+JARS_DIR := .cache/jars
+JARS := $(JARS_DIR)/.pom.sha256
+UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
+STACK ?= native
+PYTEST_ARGS ?=
+
+.PHONY: help install jars up down status logs test lint lock compose-check
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q uv==$(UV_VERSION)
+	@echo "installing the locked Python dependencies into $(VENV)" >&2
+	@$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+install: $(INSTALLED) ## create the virtualenv with the locked dependencies
+
+$(JARS): infra/pom.xml infra/resolve-jars.sh $(INSTALLED)
+	@infra/resolve-jars.sh $(JARS_DIR) "$$($(PY) -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "jars")')"
+
+jars: $(JARS) ## resolve the JVM jars (Delta, Kafka connector, S3A, Kafka broker) with Maven
+
+ifeq ($(STACK),docker)
+up: ## start the stack and print where everything is
+	docker compose up -d --build --wait
+down: ## stop the stack
+	docker compose down
+status: ## show each service's state
+	docker compose ps
+logs: ## tail the services' logs
+	docker compose logs -f --tail 50
+else
+up: $(INSTALLED) $(JARS)
+	@$(LAKEHOUSE) stack up
+	@$(LAKEHOUSE) stack status
+	@echo
+	@echo "  MLflow UI        http://127.0.0.1:5000"
+	@echo "  Kafka broker     127.0.0.1:9092"
+	@echo "  tables           $(LAKEHOUSE) tables"
+	@echo "  stop             make down"
+down:
+	@if [ -x $(LAKEHOUSE) ]; then $(LAKEHOUSE) stack down; fi
+status: $(INSTALLED)
+	@$(LAKEHOUSE) stack status
+logs: $(INSTALLED)
+	@$(LAKEHOUSE) stack logs --follow
+endif
+
+test: $(INSTALLED) $(JARS) ## run every test; integration tests start their own Kafka and MLflow
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff
+	@$(VENV)/bin/ruff check .
+
+compose-check: $(INSTALLED) ## validate docker-compose.yml against the compose-spec schema
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+lock: ## re-resolve requirements.lock from pyproject.toml (then commit both)
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

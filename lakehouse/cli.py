@@ -1,0 +1,69 @@
+"""`lakehouse`: the project's command line. Each sub-command has its own --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lakehouse.log import configure_logging
+from lakehouse.settings import get_settings
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from lakehouse.stack import Stack, StackError
+
+    stack = Stack(get_settings(), only=args.services or None)
+    try:
+        if args.action == "up":
+            stack.up()
+        elif args.action == "down":
+            stack.down()
+        elif args.action == "logs":
+            stack.tail_logs(follow=args.follow)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.action == "status":
+        rows = stack.status()
+        for row in rows:
+            state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else "stopped")
+            print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port']}  "
+                  f"log={row['log']}")
+        return 0 if all(row["healthy"] for row in rows) else 3
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from lakehouse.tables import registry_as_json
+
+    print(json.dumps(registry_as_json(get_settings(), layer=args.layer), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
+                                description="Manage the native stack (Kafka broker, MLflow server).")
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
+    stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
+    stack.set_defaults(run=_stack)
+
+    tables = commands.add_parser("tables", help="list the table registry as JSON",
+                                 description="Print every table: name, layer, location, partitions, owner.")
+    tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
+    tables.set_defaults(run=_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The one SparkSession factory: Delta Lake configured, Maven-resolved jars, tuned for 2 cores."""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+from lakehouse.settings import Settings, get_settings
+
+
+class MissingJarsError(RuntimeError):
+    """The JVM jars have not been resolved yet."""
+
+
+def spark_jars(settings: Settings) -> list[str]:
+    """Local paths of the extra jars (Delta, Kafka connector, S3A) resolved by infra/resolve-jars.sh."""
+    jars = sorted(str(p) for p in (settings.jars_dir / "spark").glob("*.jar"))
+    if not jars:
+        raise MissingJarsError(
+            f"no jars in {settings.jars_dir / 'spark'}: run `make jars` (Maven resolves infra/pom.xml)"
+        )
+    return jars
+
+
+def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
+    """Return the process's SparkSession, creating it on first call.
+
+    Local mode by default; SPARK_MASTER_URL points it at a standalone cluster. Spark builds one
+    session per process, so the first caller's settings win.
+    """
+    settings = settings or get_settings()
+    # pandas-on-Spark (used by pyspark.testing and toPandas paths) asks for this before the JVM starts.
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master_url)
+        .config("spark.jars", ",".join(spark_jars(settings)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.default.parallelism", str(settings.spark_shuffle_partitions))
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        # All timestamps are stored and compared in UTC, whatever the machine's zone.
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(settings.state_dir / "warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}")
+        # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,288 @@
+"""The native stack: real processes on loopback, tracked by pid files under the state folder.
+
+`up` starts what is not running and waits for health; `down` stops everything it started;
+`status` reports each service; `logs` tails their log files. The same service names, ports and
+environment variables as docker-compose.yml.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakehouse.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 30.0
+
+
+class StackError(RuntimeError):
+    """A service could not be started or stopped; the message names the log file to read."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One long-running process of the stack."""
+
+    name: str
+    command: list[str]
+    port: int
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def kafka_answers(bootstrap_servers: str) -> bool:
+    """True when the broker answers a metadata request."""
+    from kafka import KafkaAdminClient
+
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    # Probe the socket first: kafka-python retries a closed port with growing back-off and logs errors.
+    if not _port_open(host, int(port)):
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    except Exception:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _kafka_service(settings: Settings) -> Service:
+    host, port = settings.kafka_host_port
+    home = settings.state_dir / "kafka"
+    properties = home / "server.properties"
+
+    def prepare() -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        properties.write_text(_kafka_properties(settings, home / "data"))
+        if not (home / "data" / "meta.properties").exists():
+            # KRaft refuses to start on unformatted storage; format once with a fresh cluster id.
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            log.info("formatting kafka storage", extra={"cluster_id": cluster_id})
+            subprocess.run(
+                [*_java_command(settings), "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(properties)],
+                check=True, capture_output=True, text=True,
+            )
+
+    return Service(
+        name="kafka",
+        command=[*_java_command(settings), "-Xms256m", "-Xmx768m",
+                 f"-Dlog4j2.configurationFile={REPO_ROOT / 'infra' / 'kafka' / 'log4j2.properties'}",
+                 "kafka.Kafka", str(properties)],
+        port=port,
+        healthy=lambda: kafka_answers(settings.kafka_bootstrap_servers),
+        prepare=prepare,
+    )
+
+
+def _java_command(settings: Settings) -> list[str]:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else "java"
+    return [java, "-cp", str(settings.jars_dir / "kafka" / "*")]
+
+
+def _kafka_properties(settings: Settings, data_dir: Path) -> str:
+    """A single-node KRaft broker+controller; replication factors of 1 because there is one node."""
+    host, port = settings.kafka_host_port
+    controller = f"{host}:{settings.kafka_controller_port}"
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers={controller}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={data_dir}",
+        "num.partitions=3",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "",
+    ])
+
+
+def _mlflow_service(settings: Settings) -> Service:
+    host, port = settings.mlflow_host_port
+    home = settings.state_dir / "mlflow"
+    return Service(
+        name="mlflow",
+        command=[
+            str(Path(sys.executable).parent / "mlflow"), "server",
+            "--host", host, "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+            # The server stores and serves artifacts, so clients need no access to the folder.
+            "--serve-artifacts", "--artifacts-destination", str(home / "artifacts"),
+        ],
+        port=port,
+        healthy=lambda: http_ok(f"http://{host}:{port}/health"),
+        prepare=lambda: home.mkdir(parents=True, exist_ok=True),
+    )
+
+
+def services(settings: Settings) -> list[Service]:
+    """The native stack in start order."""
+    return [_kafka_service(settings), _mlflow_service(settings)]
+
+
+class Stack:
+    """Starts, stops and inspects the services of one state folder."""
+
+    def __init__(self, settings: Settings, only: list[str] | None = None):
+        self.settings = settings
+        self.services = [s for s in services(settings) if only is None or s.name in only]
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+
+    def pid_file(self, service: Service) -> Path:
+        return self.settings.run_dir / f"{service.name}.pid"
+
+    def log_file(self, service: Service) -> Path:
+        return self.settings.logs_dir / f"{service.name}.log"
+
+    def pid(self, service: Service) -> int | None:
+        """The pid of the service's process if it is alive, else None (a stale pid file is removed)."""
+        path = self.pid_file(service)
+        if not path.exists():
+            return None
+        pid = int(path.read_text().strip())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink()
+            return None
+        return pid
+
+    def up(self) -> None:
+        """Start what is not running, then wait until every service is healthy."""
+        self.start()
+        self.wait_healthy()
+
+    def start(self) -> None:
+        """Launch the services that are not running, without waiting for them."""
+        started = [s.name for s in self.services if self._start(s)]
+        log.info("stack starting", extra={"started": started})
+
+    def wait_healthy(self) -> None:
+        for service in self.services:
+            self._wait_healthy(service)
+        log.info("stack up", extra={"running": [s.name for s in self.services]})
+
+    def _start(self, service: Service) -> bool:
+        if self.pid(service) is not None:
+            return False
+        host = "127.0.0.1"
+        if _port_open(host, service.port):
+            raise StackError(
+                f"{service.name}: port {service.port} is already in use by a process this stack did not "
+                f"start (see `ss -ltnp 'sport = :{service.port}'`); stop it or change the port setting"
+            )
+        service.prepare()
+        log_file = self.log_file(service)
+        with log_file.open("ab") as out:
+            process = subprocess.Popen(
+                service.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT, env={**os.environ, **service.env}, start_new_session=True,
+            )
+        self.pid_file(service).write_text(str(process.pid))
+        log.info("started", extra={"service": service.name, "pid": process.pid, "log": str(log_file)})
+        return True
+
+    def _wait_healthy(self, service: Service) -> None:
+        deadline = time.monotonic() + self.settings.health_timeout_s
+        while time.monotonic() < deadline:
+            if service.healthy():
+                return
+            if self.pid(service) is None:
+                raise StackError(f"{service.name} exited during start-up; read {self.log_file(service)}")
+            time.sleep(0.5)
+        raise StackError(
+            f"{service.name} not healthy after {self.settings.health_timeout_s:.0f} s; "
+            f"read {self.log_file(service)}"
+        )
+
+    def down(self) -> None:
+        for service in reversed(self.services):
+            pid = self.pid(service)
+            if pid is None:
+                continue
+            _stop_group(pid)
+            self.pid_file(service).unlink(missing_ok=True)
+            log.info("stopped", extra={"service": service.name, "pid": pid})
+
+    def status(self) -> list[dict]:
+        return [
+            {"service": s.name, "pid": self.pid(s), "port": s.port,
+             "healthy": self.pid(s) is not None and s.healthy(), "log": str(self.log_file(s))}
+            for s in self.services
+        ]
+
+    def tail_logs(self, follow: bool) -> None:
+        files = [str(self.log_file(s)) for s in self.services if self.log_file(s).exists()]
+        if not files:
+            print("no logs yet: run `make up` first", file=sys.stderr)
+            return
+        os.execvp("tail", ["tail", "-n", "50", *(["-F"] if follow else []), *files])
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after the grace period."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.2)
+    log.warning("killing after grace period", extra={"pid": pid})
+    os.killpg(pid, signal.SIGKILL)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the process is our own child (tests start the stack in-process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.settings import Settings
+from lakehouse.spark import MissingJarsError, spark_jars
+
+# delta-rs can abort the interpreter at exit (delta-io/delta-rs#2184), so the independent reader runs in
+# its own process and leaves with os._exit once it has printed its answer.
+_DELTA_RS_READ = """
+import json, os, sys
+from deltalake import DeltaTable
+table = DeltaTable(sys.argv[1])
+rows = sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: r["sku"])
+print(json.dumps({"version": table.version(), "rows": rows}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_session_is_configured_for_delta_in_utc(spark, settings):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == str(settings.spark_shuffle_partitions)
+    assert conf.get("spark.ui.enabled") == "false"
+    assert any("delta-spark_" in jar for jar in conf.get("spark.jars").split(","))
+
+
+def test_delta_round_trip_time_travel_and_independent_reader(spark, tmp_path):
+    path = str(tmp_path / "prices")
+    first = spark.createDataFrame([("SKU-000001", 9.99), ("SKU-000002", 19.5)], "sku string, price double")
+    first.write.format("delta").save(path)
+    second = spark.createDataFrame([("SKU-000003", 5.25)], "sku string, price double")
+    second.write.format("delta").mode("append").save(path)
+
+    assertDataFrameEqual(spark.read.format("delta").load(path), first.unionByName(second))
+    assertDataFrameEqual(spark.read.format("delta").option("versionAsOf", 0).load(path), first)
+
+    answer = subprocess.run([sys.executable, "-c", _DELTA_RS_READ, path],
+                            check=True, capture_output=True, text=True, timeout=120)
+    assert json.loads(answer.stdout) == {
+        "version": 1,
+        "rows": [{"sku": "SKU-000001", "price": 9.99}, {"sku": "SKU-000002", "price": 19.5},
+                 {"sku": "SKU-000003", "price": 5.25}],
+    }
+
+
+def test_missing_jars_are_reported_with_the_fix(tmp_path):
+    with pytest.raises(MissingJarsError, match="make jars"):
+        spark_jars(Settings(jars_dir=tmp_path))

@@ -1,0 +1,101 @@
+"""Integration: the real Kafka broker and MLflow server of the native stack."""
+
+import socket
+import time
+import uuid
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from mlflow import MlflowClient
+
+from lakehouse.settings import Settings
+from lakehouse.stack import Stack, StackError
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_stack_reports_healthy(stack):
+    assert [(row["service"], row["healthy"]) for row in stack.status()] == [("kafka", True), ("mlflow", True)]
+
+
+def test_produce_and_consume_through_the_broker(stack, settings):
+    topic = f"smoke-{uuid.uuid4().hex[:8]}"
+    sent = [f"event-{i}".encode() for i in range(20)]
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    for value in sent:
+        producer.send(topic, key=value, value=value)
+    producer.flush()
+    producer.close()
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest")
+    received = []
+    deadline = time.monotonic() + 30
+    while len(received) < len(sent) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            received.extend(record.value for record in records)
+    consumer.close()
+    assert sorted(received) == sorted(sent)
+
+
+def test_log_register_and_alias_a_model_on_the_tracking_server(stack, settings):
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment("smoke")
+    features = np.arange(40, dtype=float).reshape(20, 2)
+    target = features[:, 0] * 2.0
+    booster = lgb.train({"objective": "regression", "verbose": -1, "min_data_in_leaf": 2},
+                        lgb.Dataset(features, target), num_boost_round=5)
+    name = f"smoke-{uuid.uuid4().hex[:8]}"
+    with mlflow.start_run() as run:
+        mlflow.log_param("rounds", 5)
+        mlflow.log_metric("rmse", 0.5)
+        mlflow.lightgbm.log_model(booster, name="model", registered_model_name=name,
+                                  input_example=features[:2])
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(name, "champion", "1")
+    version = client.get_model_version_by_alias(name, "champion")
+    assert (version.version, version.run_id) == ("1", run.info.run_id)
+    assert client.get_run(run.info.run_id).data.metrics == {"rmse": 0.5}
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    np.testing.assert_allclose(loaded.predict(features[:3]), booster.predict(features[:3]))
+
+
+def test_up_is_idempotent_and_down_leaves_no_process_or_port(tmp_path, settings):
+    own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir,
+                   kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port())
+    kafka = Stack(own, only=["kafka"])
+    kafka.up()
+    service = kafka.services[0]
+    pid = kafka.pid(service)
+    kafka.up()  # second call: nothing new starts
+    assert kafka.pid(service) == pid
+
+    kafka.down()
+    assert kafka.pid(service) is None
+    assert not kafka.pid_file(service).exists()
+    with socket.socket() as sock:
+        assert sock.connect_ex(own.kafka_host_port) != 0
+    assert kafka.status() == [{"service": "kafka", "pid": None, "port": own.kafka_host_port[1],
+                               "healthy": False, "log": str(kafka.log_file(service))}]
+
+
+def test_a_port_taken_by_a_stranger_is_refused_with_a_clear_message(tmp_path, settings):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir,
+                       kafka_bootstrap_servers=f"127.0.0.1:{port}")
+        with pytest.raises(StackError, match=f"port {port} is already in use"):
+            Stack(own, only=["kafka"]).up()
