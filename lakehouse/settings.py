@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     jars_dir: Path = REPO_ROOT / ".cache" / "jars"
     # Where Delta tables live: a local folder, or s3a://bucket/prefix on S3-compatible storage.
     storage_root: str | None = None
+    # S3-compatible endpoint (MinIO, s3proxy) for s3a:// tables; credentials come from the standard
+    # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables, never from a file in the repository.
+    s3_endpoint: str | None = None
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")

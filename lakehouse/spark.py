@@ -50,6 +50,14 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
         # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )
+    if settings.s3_endpoint:
+        builder = (
+            builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint)
+            # MinIO and s3proxy serve buckets by path, not by virtual host.
+            .config("spark.hadoop.fs.s3a.path.style.access", "true")
+            .config("spark.hadoop.fs.s3a.aws.credentials.provider",
+                    "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider")
+        )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -1,0 +1,1 @@
+"""The online API standing in for Databricks Model Serving behind an API gateway."""
