@@ -89,13 +89,15 @@ def _kafka_service(settings: Settings) -> Service:
         properties.write_text(_kafka_properties(settings, home / "data"))
         if not (home / "data" / "meta.properties").exists():
             # KRaft refuses to start on unformatted storage; format once with a fresh cluster id.
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = kafka_cluster_id()
             log.info("formatting kafka storage", extra={"cluster_id": cluster_id})
-            subprocess.run(
+            formatted = subprocess.run(
                 [*_java_command(settings), "kafka.tools.StorageTool", "format", "--standalone",
                  "-t", cluster_id, "-c", str(properties)],
-                check=True, capture_output=True, text=True,
+                capture_output=True, text=True,
             )
+            if formatted.returncode != 0:
+                raise StackError(f"kafka: formatting {home / 'data'} failed: {formatted.stderr.strip()}")
 
     return Service(
         name="kafka",
@@ -106,6 +108,15 @@ def _kafka_service(settings: Settings) -> Service:
         healthy=lambda: kafka_answers(settings.kafka_bootstrap_servers),
         prepare=prepare,
     )
+
+
+def kafka_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (base64url of 16 bytes), never starting with '-',
+    which the storage tool would read as an option (Kafka's own Uuid.randomUuid skips those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java_command(settings: Settings) -> list[str]:

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from mlflow import MlflowClient
 
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, StackError
+from lakehouse.stack import Stack, StackError, kafka_cluster_id
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +99,9 @@ def test_a_port_taken_by_a_stranger_is_refused_with_a_clear_message(tmp_path, se
                        kafka_bootstrap_servers=f"127.0.0.1:{port}")
         with pytest.raises(StackError, match=f"port {port} is already in use"):
             Stack(own, only=["kafka"]).up()
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    ids = [kafka_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
