@@ -27,7 +27,8 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@$(PY) -m pip install -q uv==$(UV_VERSION)
 	@echo "installing the locked Python dependencies into $(VENV)" >&2
 	@$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
-	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@# compat mode: a path entry for the repository, so new top-level packages import without a reinstall
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e . --config-settings editable_mode=compat
 	@touch $@
 
 install: $(INSTALLED) ## create the virtualenv with the locked dependencies

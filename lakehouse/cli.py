@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Print every table: name, layer, location, partitions, owner.")
     tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
     tables.set_defaults(run=_tables)
+
+    from spark_jobs import ingest
+
+    ingest_parser = commands.add_parser(
+        "ingest", help="landing zone -> bronze Delta tables (everything pending by default)",
+        description="Ingest landing files into one bronze Delta table per source; corrupt records go to "
+                    "bronze.quarantine with the reason. Re-running over ingested files adds nothing.")
+    ingest.add_arguments(ingest_parser)
+    ingest_parser.set_defaults(run=ingest.main)
     return parser
 
 

@@ -28,12 +28,32 @@ class Table:
         return f"{settings.lake_root}/{layer}/{table}"
 
 
-_INGEST_DATE = ("ingest_year", "ingest_month", "ingest_day")
+# The seed design partitions bronze by ingestion date as year/month/day.
+INGEST_DATE_PARTITIONS = ("ingest_year", "ingest_month", "ingest_day")
+
+_BRONZE_SOURCES = {
+    "products": "Product catalogue as sent: SKUs in several spellings, units as sent.",
+    "suppliers": "Supplier unit costs per SKU with their validity dates.",
+    "market_prices": "Competitor price observations per SKU and day.",
+    "fx_rates": "Daily currency to USD rates.",
+    "shipping_rates": "Carrier rate cards by service level, zone and weight break, with effective dates.",
+    "shipping_zones": "Zone chart: destination postal prefix to zone.",
+    "customers": "Customer register with postal codes as sent.",
+    "transactions": "Order lines (history backfill and, later, the Kafka stream).",
+    "clickstream": "Behaviour events (history backfill and, later, the Kafka stream).",
+}
 
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
-        Table("ops.smoke", (), "tests", "Scratch table written by the smoke tests of the stack."),
+        *(Table(f"bronze.{source}", INGEST_DATE_PARTITIONS, "spark_jobs.ingest",
+                f"{text} One row per landing record that parsed; unexpected fields in _rescued_data.")
+          for source, text in _BRONZE_SOURCES.items()),
+        Table("bronze.quarantine", ("source", *INGEST_DATE_PARTITIONS), "spark_jobs.ingest",
+              "Landing records that could not be conformed, raw as received, with the reason. "
+              "One row per bad record."),
+        Table("ops.ingest_log", (), "spark_jobs.ingest",
+              "One row per (source, ingest date) and run that ingested it: files, rows, quarantined."),
     ]
 }
 

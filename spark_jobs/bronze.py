@@ -1,0 +1,124 @@
+"""Pure transforms from landing records to bronze rows: conform to the declared schema, or quarantine.
+
+Every landing format is first brought to one shape, a *record*: `_fields` (map of column name to the
+value as text, exactly the fields the source sent), `_raw` (the record as received), `_parse_error`
+(why the record could not be parsed at all, else null) and `_source_file`. `conform` then casts the
+declared columns, keeps unexpected fields in `_rescued_data` and names every defect in `_error`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import MapType, StringType, StructType
+
+from lakehouse.tables import INGEST_DATE_PARTITIONS
+
+RECORD_COLUMNS = ("_fields", "_raw", "_parse_error", "_source_file")
+LINEAGE_COLUMNS = ("_source_file", "_batch_id", "_ingested_at", "ingest_date")
+_TEXT_MAP = MapType(StringType(), StringType())
+
+
+def records_from_json_lines(lines: DataFrame) -> DataFrame:
+    """JSON lines (`value`, `_source_file`) -> records; a line that is not a JSON object fails to parse.
+
+    Grain: one row per line.
+    """
+    fields = F.from_json("value", _TEXT_MAP)
+    return lines.select(
+        fields.alias("_fields"),
+        F.col("value").alias("_raw"),
+        F.when(fields.isNull(), F.lit("malformed_json")).alias("_parse_error"),
+        "_source_file",
+    )
+
+
+def records_from_columns(rows: DataFrame, columns: list[str], corrupt_column: str | None = None) -> DataFrame:
+    """Columnar rows (CSV read as text columns, or Parquet) -> records. Grain: one row per input row.
+
+    `columns` are the fields the file really has (its header or Parquet schema). A CSV line whose
+    number of fields differs from the header arrives with the raw line in `corrupt_column`.
+    """
+    fields = F.map_from_arrays(
+        F.array(*[F.lit(c) for c in columns]),
+        F.array(*[F.col(f"`{c}`").cast("string") for c in columns]),
+    )
+    corrupt = F.col(corrupt_column) if corrupt_column else F.lit(None).cast("string")
+    return rows.select(
+        F.when(corrupt.isNull(), fields).alias("_fields"),
+        F.coalesce(corrupt, F.to_json(fields)).alias("_raw"),
+        F.when(corrupt.isNotNull(), F.lit("malformed_csv: wrong number of fields")).alias("_parse_error"),
+        "_source_file",
+    )
+
+
+def conform(records: DataFrame, schema: StructType, required: tuple[str, ...]) -> DataFrame:
+    """Records -> the declared columns, typed, plus `_rescued_data`, `_error`, `_raw`, `_source_file`.
+
+    `_rescued_data` holds the fields the schema does not declare, as a JSON object (null when none).
+    `_error` is null for a good record, else the reasons joined by "; ": the parse error, the columns
+    whose value does not cast to the declared type, the required columns that are missing.
+    Grain: one row per record.
+    """
+    declared = [f.name for f in schema.fields]
+    typed = {f.name: F.col("_fields")[f.name].try_cast(f.dataType) for f in schema.fields}
+    sent = {name: F.col("_fields")[name] for name in declared}
+
+    mistyped = [F.when(sent[n].isNotNull() & (F.trim(sent[n]) != "") & typed[n].isNull(), F.lit(n))
+                for n in declared]
+    missing = [F.when(typed[n].isNull(), F.lit(n)) for n in required]
+    unexpected = F.map_filter("_fields", lambda k, _: ~k.isin(declared))
+
+    return records.select(
+        *[typed[n].alias(n) for n in declared],
+        F.when(F.size(unexpected) > 0, F.to_json(unexpected)).alias("_rescued_data"),
+        F.when(F.col("_parse_error").isNotNull(), F.col("_parse_error"))
+        .otherwise(_join_reasons(_listed("type_mismatch", mistyped), _listed("missing_required", missing)))
+        .alias("_error"),
+        "_raw",
+        "_source_file",
+    )
+
+
+def _listed(label: str, names: list[Column]) -> Column:
+    present = F.array_compact(F.array(*names))
+    return F.when(F.size(present) > 0, F.concat(F.lit(f"{label}: "), F.array_join(present, ", ")))
+
+
+def _join_reasons(*reasons: Column) -> Column:
+    joined = F.concat_ws("; ", *reasons)
+    return F.when(joined != "", joined)
+
+
+def with_lineage(frame: DataFrame, ingest_date: Column | date, batch_id: str, ingested_at: datetime) -> DataFrame:
+    """Add the lineage columns and the ingestion-date partition columns (year, month, day)."""
+    day = ingest_date if isinstance(ingest_date, Column) else F.lit(ingest_date)
+    return frame.withColumns({
+        "_batch_id": F.lit(batch_id),
+        "_ingested_at": F.lit(ingested_at).cast("timestamp"),
+        "ingest_date": day.cast("date"),
+    }).withColumns({
+        "ingest_year": F.year("ingest_date"),
+        "ingest_month": F.month("ingest_date"),
+        "ingest_day": F.dayofmonth("ingest_date"),
+    })
+
+
+def bronze_rows(conformed: DataFrame, schema: StructType) -> DataFrame:
+    """The good records: declared columns, `_rescued_data` and lineage. Grain: one row per good record."""
+    return conformed.where(F.col("_error").isNull()).select(
+        *schema.fieldNames(), "_rescued_data", *LINEAGE_COLUMNS, *INGEST_DATE_PARTITIONS
+    )
+
+
+def quarantine_rows(conformed: DataFrame, source: str) -> DataFrame:
+    """The bad records, raw as received, with the reason. Grain: one row per bad record."""
+    return conformed.where(F.col("_error").isNotNull()).select(
+        F.lit(source).alias("source"),
+        F.col("_raw").alias("raw"),
+        F.col("_error").alias("reason"),
+        *LINEAGE_COLUMNS,
+        *INGEST_DATE_PARTITIONS,
+    )

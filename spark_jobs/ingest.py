@@ -1,0 +1,214 @@
+"""Batch ingestion: landing zone -> one bronze Delta table per source, corrupt records to quarantine.
+
+Thin job around `spark_jobs.bronze`. A (source, ingest date) is pending when the ingest log has no
+entry for it, or when the folder's files changed since; a run ingests every pending one for each
+source in one read and one write per table. Writes replace exactly the ingest dates of the run
+(`replaceWhere`), so a run that died after writing bronze but before logging re-does that date
+without duplicating it, and a re-run over logged dates changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
+
+from lakehouse.delta import delta_exists, read_delta
+from lakehouse.schemas.keys import LANDING_KEYS
+from lakehouse.schemas.landing import LANDING_FORMATS, LANDING_SCHEMAS
+from lakehouse.settings import Settings, get_settings
+from lakehouse.tables import Table, table
+from spark_jobs.bronze import (
+    bronze_rows,
+    conform,
+    quarantine_rows,
+    records_from_columns,
+    records_from_json_lines,
+    with_lineage,
+)
+
+log = logging.getLogger(__name__)
+
+_DATE_FOLDER = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
+_CORRUPT = "_corrupt_record"
+
+# ops.ingest_log: one row per (source, ingest date) and run that ingested it.
+INGEST_LOG_SCHEMA = StructType([
+    StructField("source", StringType(), False),
+    StructField("ingest_date", DateType(), False),
+    StructField("files", StringType(), False),
+    StructField("rows", LongType(), False),
+    StructField("quarantined", LongType(), False),
+    StructField("batch_id", StringType(), False),
+    StructField("ingested_at", TimestampType(), False),
+])
+
+
+@dataclass(frozen=True)
+class LandingBatch:
+    """The files of one source for one ingestion date."""
+
+    source: str
+    ingest_date: date
+    files: tuple[Path, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        return ",".join(sorted(p.name for p in self.files))
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    source: str
+    dates: int
+    rows: int
+    quarantined: int
+
+
+def landing_batches(landing_dir: Path, sources: list[str], only_date: date | None = None) -> list[LandingBatch]:
+    """Every (source, ingest date) folder of the landing zone with its data files, oldest first."""
+    batches = []
+    for source in sources:
+        for folder in sorted((landing_dir / source).glob("ingest_date=*")):
+            match = _DATE_FOLDER.match(folder.name)
+            if not match:
+                continue
+            day = date.fromisoformat(match.group(1))
+            files = tuple(sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))))
+            if files and (only_date is None or day == only_date):
+                batches.append(LandingBatch(source, day, files))
+    return batches
+
+
+def logged_fingerprints(spark: SparkSession, settings: Settings) -> dict[tuple[str, date], str]:
+    """The file list last ingested for each (source, ingest date)."""
+    location = table("ops.ingest_log").location(settings)
+    if not delta_exists(spark, location):
+        return {}
+    latest = (read_delta(spark, location)
+              .groupBy("source", "ingest_date")
+              .agg(F.max_by("files", "ingested_at").alias("files"))
+              .collect())
+    return {(row.source, row.ingest_date): row.files for row in latest}
+
+
+def read_records(spark: SparkSession, source: str, files: list[Path]) -> DataFrame:
+    """Read landing files of one source as records (see `spark_jobs.bronze`). Nothing is inferred."""
+    paths = [str(p) for p in files]
+    fmt = LANDING_FORMATS[source]
+    if fmt == "json":
+        lines = spark.read.text(paths).select("value", F.col("_metadata.file_path").alias("_source_file"))
+        return records_from_json_lines(lines)
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for path in paths:
+        groups[_file_columns(fmt, path)].append(path)
+    frames = []
+    for columns, group in groups.items():
+        if fmt == "csv":
+            # Each file is read with its own header as all-text columns, so a column that appears
+            # mid-history is kept (then rescued) instead of shifting the others.
+            text_schema = StructType([StructField(c, StringType()) for c in (*columns, _CORRUPT)])
+            rows = (spark.read.schema(text_schema)
+                    .options(header=True, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT)
+                    .csv(group))
+            corrupt = _CORRUPT
+        else:
+            rows, corrupt = spark.read.parquet(*group), None
+        rows = rows.withColumn("_source_file", F.col("_metadata.file_path"))
+        frames.append(records_from_columns(rows, list(columns), corrupt))
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
+
+
+def _file_columns(fmt: str, path: str) -> tuple[str, ...]:
+    if fmt == "parquet":
+        return tuple(pq.read_schema(path).names)
+    with open(path, encoding="utf-8") as handle:
+        return tuple(name.strip() for name in handle.readline().rstrip("\r\n").split(","))
+
+
+def ingest_source(spark: SparkSession, settings: Settings, source: str, batches: list[LandingBatch],
+                  batch_id: str, ingested_at: datetime) -> SourceResult:
+    """Ingest the given dates of one source into bronze and quarantine, then log them."""
+    schema = LANDING_SCHEMAS[source]
+    files = [f for b in batches for f in b.files]
+    ingest_date = F.to_date(F.regexp_extract("_source_file", r"ingest_date=(\d{4}-\d{2}-\d{2})", 1))
+    conformed = with_lineage(conform(read_records(spark, source, files), schema, LANDING_KEYS[source]),
+                             ingest_date, batch_id, ingested_at).persist()
+    try:
+        dates = ", ".join(f"'{b.ingest_date.isoformat()}'" for b in batches)
+        _replace(bronze_rows(conformed, schema), table(f"bronze.{source}"), settings,
+                 f"ingest_date IN ({dates})")
+        _replace(quarantine_rows(conformed, source), table("bronze.quarantine"), settings,
+                 f"source = '{source}' AND ingest_date IN ({dates})")
+        counts = {(row.ingest_date, row.good): row["count"] for row in
+                  conformed.groupBy("ingest_date", F.col("_error").isNull().alias("good")).count().collect()}
+    finally:
+        conformed.unpersist()
+
+    entries = [(source, b.ingest_date, b.fingerprint, counts.get((b.ingest_date, True), 0),
+                counts.get((b.ingest_date, False), 0), batch_id, ingested_at)
+               for b in batches]
+    spark.createDataFrame(entries, INGEST_LOG_SCHEMA).write.format("delta").mode("append").save(
+        table("ops.ingest_log").location(settings))
+    return SourceResult(source, len(batches), sum(v for (_, good), v in counts.items() if good),
+                        sum(v for (_, good), v in counts.items() if not good))
+
+
+def _replace(frame: DataFrame, target: Table, settings: Settings, predicate: str) -> None:
+    (frame.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+     .partitionBy(*target.partition_by).save(target.location(settings)))
+
+
+def run(spark: SparkSession, settings: Settings, sources: list[str], only_date: date | None = None,
+        landing_dir: Path | None = None) -> list[SourceResult]:
+    """Ingest every pending (source, date); return what each source added."""
+    logged = logged_fingerprints(spark, settings)
+    pending = [b for b in landing_batches(landing_dir or settings.landing_dir, sources, only_date)
+               if logged.get((b.source, b.ingest_date)) != b.fingerprint]
+    by_source: dict[str, list[LandingBatch]] = defaultdict(list)
+    for batch in pending:
+        by_source[batch.source].append(batch)
+    batch_id, ingested_at = uuid.uuid4().hex, datetime.now(UTC)
+    results = []
+    for step, (source, batches) in enumerate(by_source.items(), start=1):
+        started = time.monotonic()
+        result = ingest_source(spark, settings, source, batches, batch_id, ingested_at)
+        results.append(result)
+        log.info("ingested", extra={"step": f"{step}/{len(by_source)}", "source": source, "dates": result.dates,
+                                    "rows": result.rows, "quarantined": result.quarantined,
+                                    "seconds": round(time.monotonic() - started, 1)})
+    if not results:
+        log.info("nothing pending", extra={"sources": sources})
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", action="append", choices=sorted(LANDING_SCHEMAS),
+                        help="ingest only this source (repeatable; default: all)")
+    parser.add_argument("--date", type=date.fromisoformat, help="ingest only this ingestion date (YYYY-MM-DD)")
+    parser.add_argument("--landing", type=Path, help="landing folder (default: settings' landing zone)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    results = run(get_spark("ingest-bronze", settings), settings, args.source or sorted(LANDING_SCHEMAS),
+                  args.date, args.landing)
+    print(f"ingested {sum(r.rows for r in results)} rows from {sum(r.dates for r in results)} "
+          f"source-dates; quarantined {sum(r.quarantined for r in results)}")
+    return 0

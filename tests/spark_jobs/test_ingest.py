@@ -1,0 +1,150 @@
+"""The batch ingestion job on a small hand-written landing zone: exact rows, reasons and table versions."""
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.delta import read_delta, table_version
+from lakehouse.settings import Settings
+from lakehouse.tables import table
+from spark_jobs.ingest import SourceResult, run
+
+SOURCES = ["market_prices", "products", "transactions"]
+
+
+def _write(landing: Path, source: str, day: str, name: str, text: str) -> Path:
+    folder = landing / source / f"ingest_date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _order_line(event_id: str, sku: str, quantity, **extra) -> str:
+    return json.dumps({"event_id": event_id, "order_id": f"o-{event_id}", "line_number": 1, "sku": sku,
+                       "quantity": quantity, "event_time": "2026-08-01T10:00:00-05:00", **extra})
+
+
+@pytest.fixture
+def lake(tmp_path, settings):
+    landing = tmp_path / "landing"
+    _write(landing, "transactions", "2026-08-01", "part-00000.json", "\n".join([
+        _order_line("e1", "SKU-000001", 2),
+        _order_line("e2", "sku000002", 1),
+        _order_line("e3", "SKU-000003", "many"),
+        '{"event_id": "e4", "sku": "SKU-0',
+    ]) + "\n")
+    _write(landing, "transactions", "2026-08-02", "part-00000.json",
+           _order_line("e5", "SKU-000001", 1, coupon_code="SAVE5") + "\n")
+    _write(landing, "products", "2026-08-01", "part-00000.csv",
+           "sku,product_name,category,weight,weight_unit,list_price,launch_date\n"
+           "SKU-000001,Kettle,kitchen,1200,g,39.99,2026-01-15\n"
+           "SKU-000002,\"Mug, large\",kitchen,0.4,kg,12.5,2026-02-01\n"
+           "SKU-000003,Broken line,kitchen\n")
+    _write(landing, "products", "2026-08-02", "part-00000.csv",
+           "sku,product_name,category,weight,weight_unit,list_price,launch_date,color\n"
+           "SKU-000004,Teapot,kitchen,0.9,kg,24.0,2026-08-02,red\n")
+    folder = landing / "market_prices" / "ingest_date=2026-08-01"
+    folder.mkdir(parents=True)
+    observed_at = pa.array([datetime(2026, 8, 1, 8, tzinfo=UTC)], pa.timestamp("us", "UTC"))
+    pq.write_table(pa.table({"sku": ["SKU-000001"], "competitor": ["acme"], "price": [37.5], "currency": ["USD"],
+                             "observed_at": observed_at}), folder / "part-00000.parquet")
+    own = Settings(state_dir=tmp_path / "state", jars_dir=settings.jars_dir)
+    return own, landing
+
+
+def _versions(spark, settings):
+    names = [f"bronze.{s}" for s in SOURCES] + ["bronze.quarantine", "ops.ingest_log"]
+    return {name: table_version(spark, table(name).location(settings)) for name in names}
+
+
+def test_first_run_lands_good_records_and_quarantines_bad_ones(spark, lake):
+    settings, landing = lake
+
+    results = run(spark, settings, SOURCES, landing_dir=landing)
+
+    assert sorted(results, key=lambda r: r.source) == [
+        SourceResult("market_prices", dates=1, rows=1, quarantined=0),
+        SourceResult("products", dates=2, rows=3, quarantined=1),
+        SourceResult("transactions", dates=2, rows=3, quarantined=2),
+    ]
+    bronze = read_delta(spark, table("bronze.transactions").location(settings))
+    assertDataFrameEqual(bronze.select("event_id", "sku", "quantity", "event_time", "_rescued_data", "ingest_date",
+                                       "ingest_year", "ingest_month", "ingest_day"), [
+        Row("e1", "SKU-000001", 2, "2026-08-01T10:00:00-05:00", None, date(2026, 8, 1), 2026, 8, 1),
+        Row("e2", "sku000002", 1, "2026-08-01T10:00:00-05:00", None, date(2026, 8, 1), 2026, 8, 1),
+        Row("e5", "SKU-000001", 1, "2026-08-01T10:00:00-05:00", '{"coupon_code":"SAVE5"}', date(2026, 8, 2),
+            2026, 8, 2),
+    ])
+    assert bronze.where(~F.col("_source_file").endswith("part-00000.json")).count() == 0
+
+    products = read_delta(spark, table("bronze.products").location(settings))
+    assertDataFrameEqual(products.select("sku", "product_name", "weight", "weight_unit", "launch_date",
+                                         "_rescued_data"), [
+        Row("SKU-000001", "Kettle", 1200.0, "g", date(2026, 1, 15), None),
+        Row("SKU-000002", "Mug, large", 0.4, "kg", date(2026, 2, 1), None),
+        Row("SKU-000004", "Teapot", 0.9, "kg", date(2026, 8, 2), '{"color":"red"}'),
+    ])
+    market = read_delta(spark, table("bronze.market_prices").location(settings))
+    assert [tuple(r) for r in market.select("sku", "competitor", "price", "observed_at").collect()] == [
+        ("SKU-000001", "acme", 37.5, datetime(2026, 8, 1, 8))]
+
+    quarantine = read_delta(spark, table("bronze.quarantine").location(settings))
+    assertDataFrameEqual(quarantine.select("source", "raw", "reason", "ingest_date"), [
+        Row("products", "SKU-000003,Broken line,kitchen", "malformed_csv: wrong number of fields", date(2026, 8, 1)),
+        Row("transactions", _order_line("e3", "SKU-000003", "many"), "type_mismatch: quantity", date(2026, 8, 1)),
+        Row("transactions", '{"event_id": "e4", "sku": "SKU-0', "malformed_json", date(2026, 8, 1)),
+    ])
+    ingest_log = read_delta(spark, table("ops.ingest_log").location(settings))
+    assertDataFrameEqual(ingest_log.select("source", "ingest_date", "files", "rows", "quarantined"), [
+        Row("market_prices", date(2026, 8, 1), "part-00000.parquet", 1, 0),
+        Row("products", date(2026, 8, 1), "part-00000.csv", 2, 1),
+        Row("products", date(2026, 8, 2), "part-00000.csv", 1, 0),
+        Row("transactions", date(2026, 8, 1), "part-00000.json", 2, 2),
+        Row("transactions", date(2026, 8, 2), "part-00000.json", 1, 0),
+    ])
+
+
+def test_rerun_adds_nothing_and_a_new_day_appends_only_that_day(spark, lake):
+    settings, landing = lake
+    run(spark, settings, SOURCES, landing_dir=landing)
+    before = _versions(spark, settings)
+    rows_before = read_delta(spark, table("bronze.transactions").location(settings))
+    snapshot = rows_before.collect()
+
+    assert run(spark, settings, SOURCES, landing_dir=landing) == []
+    assert _versions(spark, settings) == before
+
+    _write(landing, "transactions", "2026-08-03", "part-00000.json", _order_line("e6", "SKU-000002", 3) + "\n")
+    assert run(spark, settings, SOURCES, landing_dir=landing) == [SourceResult("transactions", 1, 1, 0)]
+    after = _versions(spark, settings)
+    assert after["bronze.transactions"] == before["bronze.transactions"] + 1
+    assert after["bronze.products"] == before["bronze.products"]
+    bronze = read_delta(spark, table("bronze.transactions").location(settings))
+    assert sorted(r.event_id for r in bronze.collect()) == ["e1", "e2", "e5", "e6"]
+    assertDataFrameEqual(bronze.where("ingest_date < '2026-08-03'"), snapshot)
+
+
+def test_a_file_added_to_an_ingested_date_reingests_that_date_without_duplicates(spark, lake):
+    settings, landing = lake
+    run(spark, settings, ["transactions"], landing_dir=landing)
+    _write(landing, "transactions", "2026-08-01", "part-00001.json", _order_line("e7", "SKU-000009", 1) + "\n")
+
+    assert run(spark, settings, ["transactions"], landing_dir=landing) == [SourceResult("transactions", 1, 3, 2)]
+
+    bronze = read_delta(spark, table("bronze.transactions").location(settings))
+    assert sorted(r.event_id for r in bronze.collect()) == ["e1", "e2", "e5", "e7"]
+    quarantine = read_delta(spark, table("bronze.quarantine").location(settings))
+    assert quarantine.count() == 2
+
+
+def test_only_date_limits_the_run(spark, lake):
+    settings, landing = lake
+    assert run(spark, settings, ["transactions"], only_date=date(2026, 8, 2), landing_dir=landing) == [
+        SourceResult("transactions", 1, 1, 0)]
