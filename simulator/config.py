@@ -51,7 +51,7 @@ class ModelParams:
     """The true demand and shipping model; docs/simulator.md gives the formulas."""
 
     # Demand: views, then add-to-cart whose probability carries the price effects.
-    views_per_sku_day: float = 8.0  # mean daily product views of a non-anchor SKU at scale 1
+    views_per_sku_day: float = 6.0  # mean daily product views of a non-anchor SKU at scale 1
     popularity_sigma: float = 0.8  # lognormal spread of SKU popularity
     elasticity_sd: float = 0.25  # per-SKU noise around the category mean
     elasticity_max: float = -1.15  # every SKU stays elastic, so a profit-maximising price exists
@@ -104,7 +104,7 @@ class DirtRates:
     late: float = 0.02  # events landing 1..3 days after their event time
     null: float = 0.005  # rows with one non-key value nulled
     out_of_range: float = 0.002  # negative quantity or price, zero weight
-    corrupt: float = 0.0005  # truncated JSON lines, CSV lines missing a field
+    corrupt: float = 0.0005  # truncated JSON lines, CSV lines missing two fields
     color_from_day: int = 45  # products files gain a `color` column from this day
     coupon_code_from_day: int = 60  # transactions gain a `coupon_code` field from this day
     max_delay_days: int = 3

@@ -14,7 +14,8 @@ _UUID_DASHES = (8, 13, 18, 23)
 
 
 def zfill(values: np.ndarray, width: int) -> np.ndarray:
-    return np.strings.zfill(np.asarray(values).astype(np.int64).astype(str), width)
+    digits = np.asarray(values).astype(np.int64).astype(str)
+    return np.strings.zfill(digits, width) if digits.size else digits  # zfill fails on empty arrays
 
 
 def concat(*parts) -> np.ndarray:
