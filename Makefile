@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 STACK ?= native
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status logs test lint lock compose-check
+.PHONY: help install jars up down status logs test bench pipeline lint lock compose-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,7 @@ logs: ## tail the services' logs
 else
 up: $(INSTALLED) $(JARS)
 	@$(LAKEHOUSE) stack up
+	@$(LAKEHOUSE) bootstrap
 	@$(LAKEHOUSE) stack status
 	@echo
 	@echo "  MLflow UI        http://127.0.0.1:5000"
@@ -66,6 +67,12 @@ endif
 
 test: $(INSTALLED) $(JARS) ## run every test; integration tests start their own Kafka and MLflow
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary
+	@$(LAKEHOUSE) pipeline
+
+bench: $(INSTALLED) $(JARS) ## run the benchmarks; results in bench/results/*.json (BENCH_ARGS='--only NAME')
+	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(INSTALLED) ## ruff
 	@$(VENV)/bin/ruff check .

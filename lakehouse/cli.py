@@ -41,6 +41,19 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from lakehouse.pipeline import bootstrap, run_pipeline
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    if args.command == "bootstrap":
+        bootstrap(settings, lambda: get_spark("bootstrap", settings))
+    else:
+        for step, result in run_pipeline(get_spark("pipeline", settings), settings).items():
+            print(f"{step:<10} {result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "bronze.quarantine with the reason. Re-running over ingested files adds nothing.")
     ingest.add_arguments(ingest_parser)
     ingest_parser.set_defaults(run=ingest.main)
+
+    commands.add_parser("pipeline", help="run the batch pipeline end to end",
+                        description="Run every batch step in order (ingest, ...) with progress and a summary."
+                        ).set_defaults(run=_pipeline)
+    commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
+                        description="Simulate the default data set if the landing zone is empty, then run the "
+                                    "pipeline; does nothing once done (marker: <state>/bootstrap.json)."
+                        ).set_defaults(run=_pipeline)
     return parser
 
 
