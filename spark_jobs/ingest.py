@@ -1,10 +1,11 @@
 """Batch ingestion: landing zone -> one bronze Delta table per source, corrupt records to quarantine.
 
 Thin job around `spark_jobs.bronze`. A (source, ingest date) is pending when the ingest log has no
-entry for it, or when the folder's files changed since; a run ingests every pending one for each
-source in one read and one write per table. Writes replace exactly the ingest dates of the run
-(`replaceWhere`), so a run that died after writing bronze but before logging re-does that date
-without duplicating it, and a re-run over logged dates changes nothing.
+entry for it, or when the folder's files changed since; a run ingests every pending date of a
+source in one read and one write per table, a few sources at a time, and logs them at the end.
+Writes replace exactly the ingest dates of the run (`replaceWhere`), so a run that died after
+writing bronze but before logging re-does those dates without duplicating them, and a re-run over
+logged dates changes nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import threading
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _DATE_FOLDER = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
 _CORRUPT = "_corrupt_record"
+PARALLEL_SOURCES = 3
 
 # ops.ingest_log: one row per (source, ingest date) and run that ingested it.
 INGEST_LOG_SCHEMA = StructType([
@@ -70,10 +74,22 @@ class LandingBatch:
 
 @dataclass(frozen=True)
 class SourceResult:
+    """What one run ingested of one source: per date, the file list, good rows and quarantined rows."""
+
     source: str
-    dates: int
-    rows: int
-    quarantined: int
+    per_date: tuple[tuple[date, str, int, int], ...]
+
+    @property
+    def dates(self) -> int:
+        return len(self.per_date)
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, _, rows, _ in self.per_date)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(bad for _, _, _, bad in self.per_date)
 
 
 def landing_batches(landing_dir: Path, sources: list[str], only_date: date | None = None) -> list[LandingBatch]:
@@ -141,8 +157,8 @@ def _file_columns(fmt: str, path: str) -> tuple[str, ...]:
 
 
 def ingest_source(spark: SparkSession, settings: Settings, source: str, batches: list[LandingBatch],
-                  batch_id: str, ingested_at: datetime) -> SourceResult:
-    """Ingest the given dates of one source into bronze and quarantine, then log them."""
+                  batch_id: str, ingested_at: datetime, shared_table_lock: threading.Lock) -> SourceResult:
+    """Ingest the given dates of one source into its bronze table and the quarantine; count per date."""
     schema = LANDING_SCHEMAS[source]
     files = [f for b in batches for f in b.files]
     ingest_date = F.to_date(F.regexp_extract("_source_file", r"ingest_date=(\d{4}-\d{2}-\d{2})", 1))
@@ -152,20 +168,17 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, batches:
         dates = ", ".join(f"'{b.ingest_date.isoformat()}'" for b in batches)
         _replace(bronze_rows(conformed, schema), table(f"bronze.{source}"), settings,
                  f"ingest_date IN ({dates})")
-        _replace(quarantine_rows(conformed, source), table("bronze.quarantine"), settings,
-                 f"source = '{source}' AND ingest_date IN ({dates})")
+        # Sources run in parallel threads and the quarantine is one table: one writer at a time.
+        with shared_table_lock:
+            _replace(quarantine_rows(conformed, source), table("bronze.quarantine"), settings,
+                     f"source = '{source}' AND ingest_date IN ({dates})")
         counts = {(row.ingest_date, row.good): row["count"] for row in
                   conformed.groupBy("ingest_date", F.col("_error").isNull().alias("good")).count().collect()}
     finally:
         conformed.unpersist()
-
-    entries = [(source, b.ingest_date, b.fingerprint, counts.get((b.ingest_date, True), 0),
-                counts.get((b.ingest_date, False), 0), batch_id, ingested_at)
-               for b in batches]
-    spark.createDataFrame(entries, INGEST_LOG_SCHEMA).write.format("delta").mode("append").save(
-        table("ops.ingest_log").location(settings))
-    return SourceResult(source, len(batches), sum(v for (_, good), v in counts.items() if good),
-                        sum(v for (_, good), v in counts.items() if not good))
+    return SourceResult(source, tuple(
+        (b.ingest_date, b.fingerprint, counts.get((b.ingest_date, True), 0), counts.get((b.ingest_date, False), 0))
+        for b in batches))
 
 
 def _replace(frame: DataFrame, target: Table, settings: Settings, predicate: str) -> None:
@@ -175,25 +188,36 @@ def _replace(frame: DataFrame, target: Table, settings: Settings, predicate: str
 
 def run(spark: SparkSession, settings: Settings, sources: list[str], only_date: date | None = None,
         landing_dir: Path | None = None) -> list[SourceResult]:
-    """Ingest every pending (source, date); return what each source added."""
+    """Ingest every pending (source, date), then log them; return what each source added, by source name."""
     logged = logged_fingerprints(spark, settings)
     pending = [b for b in landing_batches(landing_dir or settings.landing_dir, sources, only_date)
                if logged.get((b.source, b.ingest_date)) != b.fingerprint]
     by_source: dict[str, list[LandingBatch]] = defaultdict(list)
     for batch in pending:
         by_source[batch.source].append(batch)
-    batch_id, ingested_at = uuid.uuid4().hex, datetime.now(UTC)
-    results = []
-    for step, (source, batches) in enumerate(by_source.items(), start=1):
-        started = time.monotonic()
-        result = ingest_source(spark, settings, source, batches, batch_id, ingested_at)
-        results.append(result)
-        log.info("ingested", extra={"step": f"{step}/{len(by_source)}", "source": source, "dates": result.dates,
-                                    "rows": result.rows, "quarantined": result.quarantined,
-                                    "seconds": round(time.monotonic() - started, 1)})
-    if not results:
+    if not by_source:
         log.info("nothing pending", extra={"sources": sources})
-    return results
+        return []
+
+    batch_id, ingested_at, lock = uuid.uuid4().hex, datetime.now(UTC), threading.Lock()
+    started = time.monotonic()
+    results = []
+    # Small sources cost mostly driver-side Delta commits; threads overlap them with the big sources' scans.
+    with ThreadPoolExecutor(max_workers=PARALLEL_SOURCES, thread_name_prefix="ingest") as pool:
+        futures = {pool.submit(ingest_source, spark, settings, source, batches, batch_id, ingested_at, lock): source
+                   for source, batches in by_source.items()}
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            results.append(result)
+            log.info("ingested", extra={"progress": f"{done}/{len(futures)}", "source": result.source,
+                                        "dates": result.dates, "rows": result.rows,
+                                        "quarantined": result.quarantined,
+                                        "elapsed_s": round(time.monotonic() - started, 1)})
+    entries = [(r.source, day, files, rows, bad, batch_id, ingested_at) for r in results
+               for day, files, rows, bad in r.per_date]
+    spark.createDataFrame(entries, INGEST_LOG_SCHEMA).write.format("delta").mode("append").save(
+        table("ops.ingest_log").location(settings))
+    return sorted(results, key=lambda r: r.source)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
