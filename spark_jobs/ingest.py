@@ -69,7 +69,8 @@ class LandingBatch:
 
     @property
     def fingerprint(self) -> str:
-        return ",".join(sorted(p.name for p in self.files))
+        """Names and sizes of the files: a file added, removed or re-sent with other content changes it."""
+        return ",".join(f"{p.name}:{p.stat().st_size}" for p in sorted(self.files))
 
 
 @dataclass(frozen=True)
