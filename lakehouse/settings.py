@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
     )
     kafka_controller_port: int = 9093
+    # Topics are `<prefix>.<source>` (shop.transactions, shop.clickstream); tests use their own prefix.
+    kafka_topic_prefix: str = "shop"
+    # The streaming job's defaults (`python -m streaming.bronze`, the stack's streaming service).
+    streaming_trigger_interval: str = "5 seconds"
+    streaming_max_offsets_per_trigger: int = 50_000
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5000", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
     )

@@ -38,7 +38,7 @@ class Service:
 
     name: str
     command: list[str]
-    port: int
+    port: int | None  # None: the service listens on no port
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
@@ -165,12 +165,37 @@ def _mlflow_service(settings: Settings) -> Service:
         port=port,
         healthy=lambda: http_ok(f"http://{host}:{port}/health"),
         prepare=lambda: home.mkdir(parents=True, exist_ok=True),
+        # The job runner (huey workers for MLflow's GenAI jobs) is unused here and costs a core at start.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+
+
+def _streaming_service(settings: Settings) -> Service:
+    """One Spark driver running the Kafka -> bronze queries of both topics (streaming.bronze)."""
+    from streaming.bronze import heartbeat_file, heartbeat_fresh
+
+    # The child reads its settings from the environment: pass this stack's, not the caller's.
+    env = {"LAKEHOUSE_STATE_DIR": str(settings.state_dir), "LAKEHOUSE_JARS_DIR": str(settings.jars_dir),
+           "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+           "LAKEHOUSE_STREAMING_TRIGGER_INTERVAL": settings.streaming_trigger_interval,
+           "LAKEHOUSE_STREAMING_MAX_OFFSETS_PER_TRIGGER": str(settings.streaming_max_offsets_per_trigger),
+           "SPARK_MASTER_URL": settings.spark_master_url,
+           **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {})}
+    return Service(
+        name="streaming",
+        command=[sys.executable, "-m", "streaming.bronze", "--trigger", "processing"],
+        port=None,
+        healthy=lambda: heartbeat_fresh(settings),
+        # A heartbeat left by an earlier run must not pass for this one's.
+        prepare=lambda: heartbeat_file(settings).unlink(missing_ok=True),
+        env=env,
     )
 
 
 def services(settings: Settings) -> list[Service]:
     """The native stack in start order."""
-    return [_kafka_service(settings), _mlflow_service(settings)]
+    return [_kafka_service(settings), _mlflow_service(settings), _streaming_service(settings)]
 
 
 class Stack:
@@ -220,7 +245,7 @@ class Stack:
         if self.pid(service) is not None:
             return False
         host = "127.0.0.1"
-        if _port_open(host, service.port):
+        if service.port is not None and _port_open(host, service.port):
             raise StackError(
                 f"{service.name}: port {service.port} is already in use by a process this stack did not "
                 f"start (see `ss -ltnp 'sport = :{service.port}'`); stop it or change the port setting"

@@ -52,6 +52,14 @@ TABLES: dict[str, Table] = {
         Table("bronze.quarantine", ("source", *INGEST_DATE_PARTITIONS), "spark_jobs.ingest",
               "Landing records that could not be conformed, raw as received, with the reason. "
               "One row per bad record."),
+        *(Table(f"bronze.{source}_stream", INGEST_DATE_PARTITIONS, "streaming.bronze",
+                f"{source.capitalize()} from Kafka, exactly once: one row per valid message, declared columns, "
+                "_rescued_data and the Kafka coordinates (_kafka_topic, _kafka_partition, _kafka_offset, "
+                "_kafka_timestamp); ingestion date is the Kafka timestamp's UTC date.")
+          for source in ("transactions", "clickstream")),
+        Table("bronze.dead_letter", ("source", *INGEST_DATE_PARTITIONS), "streaming.bronze",
+              "Kafka messages that could not be conformed: raw payload, Kafka coordinates and the reason. "
+              "One row per bad message."),
         Table("ops.ingest_log", (), "spark_jobs.ingest",
               "One row per (source, ingest date) and run that ingested it: files, rows, quarantined."),
     ]

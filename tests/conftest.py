@@ -63,7 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if _wants_integration(config):
         from lakehouse.stack import Stack
 
-        config.stash[_STACK] = Stack(get_settings())
+        # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
+        config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow"])
         config.stash[_STACK].start()
 
 

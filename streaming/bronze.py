@@ -1,0 +1,280 @@
+"""Structured Streaming job: Kafka topics -> `bronze.<source>_stream` and `bronze.dead_letter`, exactly once.
+
+Thin job around `streaming.transforms`. One query per source, each with its checkpoint under
+`settings.checkpoints_dir`. Every micro-batch is written by `foreachBatch` to both tables with Delta's
+idempotent-writer options `txnAppId` (the query id, stable across restarts from one checkpoint) and
+`txnVersion` (the batch id): Spark replays an unfinished batch after a crash with the same id and the
+same offsets, and Delta skips a write it already committed, so nothing is lost or duplicated. Bad
+messages go to the dead-letter table; the query never fails on data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+# Spark sets this local property on the thread that runs a query's micro-batches.
+_QUERY_ID_PROPERTY = "sql.streaming.queryId"
+# The stack's health check calls the job stale when its heartbeat is older than this.
+HEARTBEAT_MAX_AGE_S = 30.0
+# Failed queries restarted per run before the job gives up (see `supervise`).
+MAX_RESTARTS = 10
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the queries read and trigger; `sink="noop"` runs the same work without writing (benchmarks).
+    The job's defaults for `interval` and `max_offsets_per_trigger` come from the settings."""
+
+    interval: str
+    max_offsets_per_trigger: int | None
+    trigger: Literal["processing", "available-now"] = "processing"
+    starting_offsets: str = "earliest"
+    reset_checkpoint: bool = False
+    sink: Literal["delta", "noop"] = "delta"
+
+
+def heartbeat_file(settings) -> Path:
+    return settings.run_dir / "streaming.heartbeat.json"
+
+
+def heartbeat_fresh(settings, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> bool:
+    """True when the streaming job wrote its heartbeat recently (cheap: one stat)."""
+    try:
+        return time.time() - heartbeat_file(settings).stat().st_mtime <= max_age_s
+    except FileNotFoundError:
+        return False
+
+
+class BronzeBatchWriter:
+    """The `foreachBatch` function of one source: conform, then write bronze and dead letters."""
+
+    def __init__(self, settings, source, sink: str):
+        self.settings, self.source, self.sink = settings, source, sink
+
+    def __call__(self, messages, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        from streaming.topics import DEAD_LETTER
+        from streaming.transforms import conformed_messages, dead_letter_rows, stream_bronze_rows
+
+        query_id = messages.sparkSession.sparkContext.getLocalProperty(_QUERY_ID_PROPERTY)
+        conformed = conformed_messages(messages, self.source, f"{query_id}/{batch_id}",
+                                       datetime.now(UTC)).persist()
+        try:
+            # One pass fills the cache and says which tables get rows: an empty write would still
+            # cost a Delta commit, and a batch with nothing for a table has nothing to make idempotent.
+            counts = {row.valid: row["count"] for row in
+                      conformed.groupBy(F.col("_error").isNull().alias("valid")).count().collect()}
+            if counts.get(True):
+                self._write(stream_bronze_rows(conformed, self.source), self.source.bronze, query_id, batch_id)
+            if counts.get(False):
+                self._write(dead_letter_rows(conformed, self.source), DEAD_LETTER, query_id, batch_id)
+        finally:
+            conformed.unpersist()
+
+    def _write(self, rows, target, query_id: str, batch_id: int) -> None:
+        if self.sink == "noop":
+            rows.write.format("noop").mode("append").save()
+            return
+        (rows.write.format("delta").mode("append")
+         .option("txnAppId", query_id).option("txnVersion", batch_id)
+         .option("userMetadata", json.dumps({"query_id": query_id, "batch": batch_id}))
+         .partitionBy(*target.partition_by).save(target.location(self.settings)))
+
+
+def topic_partitions(settings, topic: str) -> list[int]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        return sorted(consumer.partitions_for_topic(topic) or [])
+    finally:
+        consumer.close()
+
+
+def start_query(spark, settings, source, options: StreamOptions):
+    """Start one source's query (the checkpoint must already be verified)."""
+    from streaming.checkpoints import checkpoint_folder, move_aside, resume_offsets
+
+    topic = source.topic(settings)
+    starting = options.starting_offsets
+    if options.reset_checkpoint:
+        move_aside(settings, source)
+        starting = resume_offsets(spark, settings, source, topic_partitions(settings, topic))
+        log.warning("checkpoint reset", extra={"source": source.name, "starting_offsets": starting})
+    reader = (spark.readStream.format("kafka")
+              .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+              .option("subscribe", topic)
+              .option("startingOffsets", starting)
+              # Offsets that vanished (retention, a recreated topic) are an error, never skipped silently.
+              .option("failOnDataLoss", "true"))
+    if options.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
+    writer = (reader.load().writeStream.queryName(source.bronze.name)
+              .foreachBatch(BronzeBatchWriter(settings, source, options.sink))
+              .option("checkpointLocation", str(checkpoint_folder(settings, source))))
+    writer = (writer.trigger(availableNow=True) if options.trigger == "available-now"
+              else writer.trigger(processingTime=options.interval))
+    query = writer.start()
+    log.info("query started", extra={"source": source.name, "topic": topic, "query_id": query.id,
+                                     "trigger": options.trigger, "interval": options.interval,
+                                     "max_offsets_per_trigger": options.max_offsets_per_trigger})
+    return query
+
+
+def ensure_tables(spark, settings, sources) -> None:
+    """Create the bronze and dead-letter tables empty if missing: two queries creating the shared
+    dead-letter table with their first batches would conflict (Delta's ProtocolChangedException)."""
+    from lakehouse.delta import delta_exists
+    from streaming.topics import DEAD_LETTER
+    from streaming.transforms import KAFKA_SOURCE_SCHEMA, conformed_messages, dead_letter_rows, stream_bronze_rows
+
+    for source in sources:
+        empty = conformed_messages(spark.createDataFrame([], KAFKA_SOURCE_SCHEMA), source, "", datetime.now(UTC))
+        for rows, target in ((stream_bronze_rows(empty, source), source.bronze),
+                             (dead_letter_rows(empty, source), DEAD_LETTER)):
+            if not delta_exists(spark, target.location(settings)):
+                (rows.write.format("delta").mode("append").partitionBy(*target.partition_by)
+                 .save(target.location(settings)))
+
+
+def start(spark, settings, sources, options: StreamOptions) -> list:
+    """Verify every checkpoint (refusing before anything starts), then start one query per source."""
+    from streaming.checkpoints import verify_checkpoint
+    from streaming.topics import ensure_topics
+
+    if options.sink == "delta":
+        if not options.reset_checkpoint:
+            for source in sources:
+                verify_checkpoint(spark, settings, source)
+        ensure_tables(spark, settings, sources)
+    ensure_topics(settings, sources)
+    return [start_query(spark, settings, source, options) for source in sources]
+
+
+def supervise(spark, settings, sources, options: StreamOptions, stopping: threading.Event,
+              poll_s: float = 1.0) -> None:
+    """Start the queries, log their progress and keep the heartbeat fresh until every query ends
+    (available-now) or `stopping` is set; then stop them.
+
+    A failed query is restarted from its checkpoint, at most MAX_RESTARTS times per run (exactly
+    once makes that safe): Spark 4.1.1's Kafka source fails with a NullPointerException in its
+    metrics when it replays an unfinished batch after a crash (SPARK-55271); a restart gets past it.
+    """
+    queries = start(spark, settings, sources, options)
+    resumed = replace(options, reset_checkpoint=False, starting_offsets="earliest")
+    restarts = 0
+    logged: dict[str, int] = {}
+    heartbeat = heartbeat_file(settings)
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        while not stopping.is_set() and any(q.isActive for q in queries):
+            for i, query in enumerate(queries):
+                if not query.isActive and query.exception():
+                    restarts += 1
+                    if restarts > MAX_RESTARTS:
+                        raise RuntimeError(f"query {query.name} failed: {query.exception()}")
+                    log.warning("query failed; restarting from its checkpoint",
+                                extra={"query": query.name, "restart": restarts, "error": str(query.exception())})
+                    queries[i] = start_query(spark, settings, sources[i], resumed)
+                    continue
+                for progress in query.recentProgress:
+                    if progress["batchId"] > logged.get(query.name, -1) and progress["numInputRows"]:
+                        log.info("batch", extra={
+                            "query": query.name, "batch": progress["batchId"], "rows": progress["numInputRows"],
+                            "rows_per_s": round(progress.get("processedRowsPerSecond") or 0),
+                            "ms": progress["durationMs"].get("triggerExecution")})
+                    logged[query.name] = max(logged.get(query.name, -1), progress["batchId"])
+            tmp = heartbeat.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "at": datetime.now(UTC).isoformat(),
+                                       "batches": logged}))
+            tmp.replace(heartbeat)
+            stopping.wait(poll_s)
+        failed = [q for q in queries if q.exception()]
+        if failed:
+            raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
+    finally:
+        for query in queries:
+            query.stop()
+        heartbeat.unlink(missing_ok=True)
+
+
+def wait_for_broker(settings) -> None:
+    from lakehouse.stack import kafka_answers
+
+    deadline = time.monotonic() + settings.health_timeout_s
+    while not kafka_answers(settings.kafka_bootstrap_servers):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers} "
+                               f"after {settings.health_timeout_s:.0f} s")
+        time.sleep(1.0)
+
+
+def build_parser(settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m streaming.bronze", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Stream Kafka topics <KAFKA_TOPIC_PREFIX>.<source> into bronze.<source>_stream, bad "
+                    "messages into bronze.dead_letter, exactly once. Runs until stopped (SIGTERM/Ctrl-C) "
+                    "with the processing-time trigger, or until caught up with --trigger available-now.")
+    defaults = StreamOptions(settings.streaming_trigger_interval, settings.streaming_max_offsets_per_trigger)
+    parser.add_argument("--source", action="append", choices=["clickstream", "transactions"],
+                        help="stream only this source (repeatable; default: both)")
+    parser.add_argument("--trigger", choices=["processing", "available-now"], default=defaults.trigger,
+                        help="processing: a micro-batch every --interval; available-now: what is there, then exit")
+    parser.add_argument("--interval", default=defaults.interval, help="processing-time trigger interval")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=defaults.max_offsets_per_trigger,
+                        help="most messages per micro-batch and query (0: no limit)")
+    parser.add_argument("--starting-offsets", default=defaults.starting_offsets,
+                        help="where a NEW checkpoint starts: earliest, latest or Spark's offsets JSON "
+                             "(ignored when the checkpoint exists)")
+    parser.add_argument("--reset-checkpoint", action="store_true",
+                        help="move the checkpoint aside and resume after the last Kafka offsets already "
+                             "in the bronze and dead-letter tables")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lakehouse.settings import get_settings
+
+    settings = get_settings()
+    args = build_parser(settings).parse_args(argv)
+    from lakehouse.log import configure_logging
+    from lakehouse.spark import get_spark
+    from streaming.checkpoints import CheckpointError
+    from streaming.topics import SOURCES
+
+    configure_logging()
+    options = StreamOptions(args.interval, args.max_offsets_per_trigger or None, trigger=args.trigger,
+                            starting_offsets=args.starting_offsets, reset_checkpoint=args.reset_checkpoint)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    wait_for_broker(settings)
+    spark = get_spark("streaming-bronze", settings)
+    try:
+        supervise(spark, settings, [SOURCES[s] for s in args.source or SOURCES], options, stopping)
+    except CheckpointError as err:
+        log.error("checkpoint refused", extra={"error": str(err)})
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

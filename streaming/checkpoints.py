@@ -1,0 +1,100 @@
+"""Checkpoint guard: a query restarts only from its own checkpoint, or is reset deliberately.
+
+Every bronze commit of a streaming query records `{"query_id", "batch"}` as Delta `userMetadata`
+(next to the `txnAppId`/`txnVersion` that make it idempotent). Starting with a missing, empty or
+unreadable checkpoint while the table holds such commits would re-read Kafka from the starting
+offsets with batch numbers from 0: a new query id re-appends what bronze has (duplicates), the same
+one would be skipped by Delta (loss). So it is refused. A deliberate reset starts a new checkpoint
+right after the last Kafka offsets that bronze and the dead-letter table already hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.delta import delta_exists, read_delta
+from lakehouse.settings import Settings
+from streaming.topics import DEAD_LETTER, StreamSource
+
+log = logging.getLogger(__name__)
+
+# Commits searched for the last streaming write (maintenance commits such as OPTIMIZE carry none).
+HISTORY_DEPTH = 100
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint does not match what the tables hold; the message says how to reset."""
+
+
+def checkpoint_folder(settings: Settings, source: StreamSource) -> Path:
+    return settings.checkpoints_dir / source.bronze.name
+
+
+def last_stream_commit(spark: SparkSession, location: str) -> dict | None:
+    """`{"query_id", "batch"}` of the table's latest streaming commit, or None if it has none."""
+    if not delta_exists(spark, location):
+        return None
+    row = (DeltaTable.forPath(spark, location).history(HISTORY_DEPTH)
+           .where(F.col("userMetadata").startswith('{"query_id"'))
+           .orderBy(F.col("version").desc()).select("userMetadata").first())
+    return json.loads(row.userMetadata) if row else None
+
+
+def verify_checkpoint(spark: SparkSession, settings: Settings, source: StreamSource) -> None:
+    """Raise CheckpointError when bronze has streaming commits but the checkpoint is missing,
+    empty or damaged (no readable `metadata`, or no offset log for the query that wrote them)."""
+    folder = checkpoint_folder(settings, source)
+    written = last_stream_commit(spark, source.bronze.location(settings))
+    if written is None:
+        return  # nothing streamed yet: a fresh checkpoint loses and duplicates nothing
+    reset = (f"To reset deliberately, run `python -m streaming.bronze --source {source.name} --reset-checkpoint`: "
+             f"it moves {folder} aside and resumes after the last Kafka offsets already in "
+             f"{source.bronze.name} and {DEAD_LETTER.name}.")
+    what = (f"{source.bronze.name} holds commits of streaming query {written['query_id']} "
+            f"(up to batch {written['batch']})")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise CheckpointError(f"checkpoint {folder} is missing or empty, but {what}; restarting without it "
+                              f"would re-read Kafka and duplicate or skip events. {reset}")
+    try:
+        query_id = json.loads((folder / "metadata").read_text())["id"]
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {folder} is damaged (metadata unreadable: {err!r}), but {what}. "
+                              f"{reset}") from err
+    offsets = folder / "offsets"
+    if query_id == written["query_id"] and not (offsets.is_dir() and any(p.name.isdigit() for p in offsets.iterdir())):
+        raise CheckpointError(f"checkpoint {folder} is damaged (no offset log in {offsets}), but {what}. {reset}")
+
+
+def resume_offsets(spark: SparkSession, settings: Settings, source: StreamSource, partitions: list[int]) -> str:
+    """Kafka `startingOffsets` JSON: per partition, the offset after the last one bronze or the
+    dead-letter table holds (earliest for a partition they hold nothing of)."""
+    topic = source.topic(settings)
+    frames = [read_delta(spark, location).where(F.col("_kafka_topic") == topic)
+              .select("_kafka_partition", "_kafka_offset")
+              for location in (source.bronze.location(settings), DEAD_LETTER.location(settings))
+              if delta_exists(spark, location)]
+    last: dict[int, int] = {}
+    for frame in frames:
+        for row in frame.groupBy("_kafka_partition").agg(F.max("_kafka_offset").alias("last")).collect():
+            last[row._kafka_partition] = max(last.get(row._kafka_partition, -1), row.last)
+    # -2 is Kafka's "earliest" in Spark's offsets JSON.
+    return json.dumps({topic: {str(p): last[p] + 1 if p in last else -2 for p in partitions}})
+
+
+def move_aside(settings: Settings, source: StreamSource) -> Path | None:
+    """Rename the checkpoint folder to `<folder>.reset-<unix time>` (kept for inspection)."""
+    folder = checkpoint_folder(settings, source)
+    if not folder.exists():
+        return None
+    target = folder.with_name(f"{folder.name}.reset-{int(time.time())}")
+    shutil.move(folder, target)
+    log.warning("checkpoint moved aside", extra={"source": source.name, "from": str(folder), "to": str(target)})
+    return target

@@ -1,0 +1,81 @@
+"""Integration: producer -> real Kafka broker -> bronze queries; dead letters, batch limits, checkpoints."""
+
+import json
+import shutil
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+from streaming_helpers import bronze_ids, dead_letters, run_available_now
+
+from streaming.bronze import StreamOptions, start
+from streaming.checkpoints import CheckpointError, checkpoint_folder
+from streaming.producer import produce
+from streaming.topics import SOURCES
+
+pytestmark = pytest.mark.integration
+
+
+# The dead-letter reason of each kind of broken message the producer makes.
+REASON = {"bad_json": "malformed_json", "wrong_type": "type_mismatch", "missing_required": "missing_required"}
+
+
+def test_valid_messages_land_and_malformed_ones_go_to_the_dead_letter_table(spark, own_settings):
+    produced = produce(own_settings, count=400, malformed_count=30)
+
+    run_available_now(spark, own_settings)
+
+    landed = bronze_ids(spark, own_settings, "clickstream") + bronze_ids(spark, own_settings, "transactions")
+    assert sorted(landed) == sorted(produced.event_ids)
+    for source in SOURCES:
+        assert len(bronze_ids(spark, own_settings, source)) == produced.sent[source]
+    dead = dead_letters(spark, own_settings)
+    assert produced.malformed == {"bad_json": 10, "wrong_type": 10, "missing_required": 10}
+    assertDataFrameEqual(dead.groupBy(F.split("reason", ":")[0].alias("reason")).count(),
+                         [Row(reason=REASON[kind], count=n) for kind, n in produced.malformed.items()])
+    assert dead.where(F.col("raw").isNull() | F.col("_kafka_offset").isNull()).count() == 0
+
+
+def test_no_micro_batch_exceeds_max_offsets_per_trigger(spark, own_settings):
+    produced = produce(own_settings, count=450, sources=["clickstream"])
+
+    [query] = run_available_now(spark, own_settings, sources=["clickstream"], max_offsets_per_trigger=100)
+
+    sizes = [p["numInputRows"] for p in query.recentProgress if p["numInputRows"]]
+    assert max(sizes) <= 100 and sum(sizes) == 450 and len(sizes) >= 5
+    assert sorted(bronze_ids(spark, own_settings, "clickstream")) == sorted(produced.event_ids)
+    # The Delta commits agree: one per micro-batch, none larger than the limit.
+    commits = (DeltaTable.forPath(spark, SOURCES["clickstream"].bronze.location(own_settings)).history()
+               .where(F.col("userMetadata").isNotNull())
+               .select(F.col("operationMetrics")["numOutputRows"].cast("int").alias("rows")).collect())
+    assert len(commits) == len(sizes) and max(r.rows for r in commits) <= 100
+
+
+def test_a_missing_or_damaged_checkpoint_is_refused_and_a_deliberate_reset_resumes_exactly(spark, own_settings):
+    first = produce(own_settings, count=60, sources=["transactions"])
+    run_available_now(spark, own_settings, sources=["transactions"])
+    folder = checkpoint_folder(own_settings, SOURCES["transactions"])
+    options = StreamOptions("1 second", None, trigger="available-now")
+
+    kept = folder.with_name("kept")
+    shutil.move(folder, kept)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {folder} is missing or empty.*--reset-checkpoint"):
+        start(spark, own_settings, [SOURCES["transactions"]], options)
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match="missing or empty"):
+        start(spark, own_settings, [SOURCES["transactions"]], options)
+    shutil.rmtree(folder)
+    shutil.move(kept, folder)
+    (folder / "metadata").write_text("{not json")
+    with pytest.raises(CheckpointError, match=rf"checkpoint {folder} is damaged \(metadata unreadable"):
+        start(spark, own_settings, [SOURCES["transactions"]], options)
+
+    second = produce(own_settings, count=40, sources=["transactions"])
+    run_available_now(spark, own_settings, sources=["transactions"], reset_checkpoint=True)
+
+    landed = bronze_ids(spark, own_settings, "transactions")
+    assert len(landed) == len(set(landed)) == 100
+    assert sorted(landed) == sorted(first.event_ids + second.event_ids)
+    assert json.loads((folder / "metadata").read_text())["id"]  # a new, readable checkpoint

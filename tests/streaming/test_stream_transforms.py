@@ -1,0 +1,58 @@
+"""Pure transforms of Kafka messages: whole bronze and dead-letter rows, Kafka coordinates included."""
+
+from datetime import UTC, date, datetime
+
+from pyspark.sql import Row
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+from pyspark.testing import assertDataFrameEqual
+
+from streaming.producer import Message, malformed
+from streaming.topics import StreamSource
+from streaming.transforms import conformed_messages, dead_letter_rows, stream_bronze_rows
+
+SCHEMA = StructType([StructField("event_id", StringType()), StructField("line_number", IntegerType()),
+                     StructField("quantity", IntegerType()), StructField("price", DoubleType())])
+SOURCE = StreamSource("transactions", SCHEMA, key="order_id")  # required: event_id
+KAFKA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+AT = datetime(2026, 11, 2, 23, 59, 59)
+INGESTED = datetime(2026, 11, 3, 0, 0, 5, tzinfo=UTC)
+LINEAGE = {"_batch_id": "q/7", "_ingested_at": datetime(2026, 11, 3, 0, 0, 5), "ingest_date": date(2026, 11, 2),
+           "ingest_year": 2026, "ingest_month": 11, "ingest_day": 2, "_kafka_topic": "t.transactions",
+           "_kafka_timestamp": AT, "_kafka_key": "o-1"}
+
+
+def _conformed(spark, values):
+    messages = spark.createDataFrame(
+        [(b"o-1", v.encode(), "t.transactions", offset % 2, offset, AT, 0) for offset, v in enumerate(values)], KAFKA)
+    return conformed_messages(messages, SOURCE, "q/7", INGESTED)
+
+
+def _frame(spark, rows: list[Row], schema):
+    """Expected rows given by column name, in the column order of `schema`."""
+    return spark.createDataFrame([tuple(row.asDict()[name] for name in schema.names) for row in rows], schema)
+
+
+def test_valid_messages_become_bronze_rows_with_their_kafka_coordinates(spark):
+    conformed = _conformed(spark, ['{"event_id": "e1", "quantity": 2, "price": 9.5}',
+                                   '{"event_id": "e2", "quantity": 1, "price": 3.0, "coupon_code": "SAVE5"}',
+                                   '{"event_id": "e3", "quantity": "two"}'])
+    expected = [
+        Row(event_id="e1", line_number=None, quantity=2, price=9.5, _rescued_data=None, _source_file="kafka://t.transactions/0/0",
+            _kafka_partition=0, _kafka_offset=0, **LINEAGE),
+        Row(event_id="e2", line_number=None, quantity=1, price=3.0, _rescued_data='{"coupon_code":"SAVE5"}',
+            _source_file="kafka://t.transactions/1/1", _kafka_partition=1, _kafka_offset=1, **LINEAGE),
+    ]
+    actual = stream_bronze_rows(conformed, SOURCE)
+    assertDataFrameEqual(actual, _frame(spark, expected, actual.schema))
+
+
+def test_bad_messages_become_dead_letters_with_the_raw_payload_and_reason(spark):
+    valid = Message("transactions", "o-1", '{"event_id": "e9", "line_number": 1, "quantity": 2}', "e9")
+    values = [malformed(valid, "bad_json").value, malformed(valid, "wrong_type").value,
+              malformed(valid, "missing_required").value, '{"event_id": "e4", "quantity": 1}']
+    reasons = ["malformed_json", "type_mismatch: line_number", "missing_required: event_id"]
+    expected = [Row(source="transactions", raw=values[i], reason=reasons[i],
+                    _source_file=f"kafka://t.transactions/{i % 2}/{i}", _kafka_partition=i % 2, _kafka_offset=i,
+                    **LINEAGE) for i in range(3)]
+    actual = dead_letter_rows(_conformed(spark, values), SOURCE)
+    assertDataFrameEqual(actual, _frame(spark, expected, actual.schema))
