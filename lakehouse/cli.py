@@ -79,8 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_arguments(ingest_parser)
     ingest_parser.set_defaults(run=ingest.main)
 
+    from spark_jobs import promote_silver
+
+    silver_parser = commands.add_parser(
+        "silver", help="bronze -> silver Delta tables behind Great Expectations quality gates",
+        description="Promote the bronze rows ingested since the last promotion: standardize, de-duplicate, "
+                    "validate (warn / drop to silver.quarantine / fail), MERGE into silver.<source>. "
+                    "Exits 2 when a fail rule stops a promotion.")
+    promote_silver.add_arguments(silver_parser)
+    silver_parser.set_defaults(run=promote_silver.main)
+
     commands.add_parser("pipeline", help="run the batch pipeline end to end",
-                        description="Run every batch step in order (ingest, ...) with progress and a summary."
+                        description="Run every batch step in order (ingest, silver, ...) with progress and a summary."
                         ).set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "

@@ -31,7 +31,15 @@ def _ingest(spark: SparkSession, settings: Settings) -> str:
             f"{sum(r.quarantined for r in results)} quarantined")
 
 
-STEPS: dict[str, Step] = {"ingest": _ingest}
+def _silver(spark: SparkSession, settings: Settings) -> str:
+    from spark_jobs.promote_silver import run
+
+    results = run(spark, settings)
+    return (f"{sum(r.promoted for r in results)} rows promoted from {sum(r.rows_read for r in results)} new bronze "
+            f"rows, {sum(r.quarantined for r in results)} quarantined, {sum(r.drift for r in results)} drift findings")
+
+
+STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver}
 
 
 def run_pipeline(spark: SparkSession, settings: Settings) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lakehouse.schemas.silver import SILVER_KEYS
 from lakehouse.settings import Settings
 
 Layer = Literal["bronze", "silver", "gold", "ops"]
@@ -30,6 +31,15 @@ class Table:
 
 # The seed design partitions bronze by ingestion date as year/month/day.
 INGEST_DATE_PARTITIONS = ("ingest_year", "ingest_month", "ingest_day")
+
+# Silver: the seed partitions products by category and transactions by delivery zone and date; the
+# other event-like tables by their event date; small dimension tables are not partitioned.
+SILVER_PARTITIONS = {
+    "products": ("category",),
+    "transactions": ("delivery_zone", "transaction_date"),
+    "clickstream": ("event_date",),
+    "market_prices": ("observed_date",),
+}
 
 _BRONZE_SOURCES = {
     "products": "Product catalogue as sent: SKUs in several spellings, units as sent.",
@@ -62,6 +72,22 @@ TABLES: dict[str, Table] = {
               "One row per bad message."),
         Table("ops.ingest_log", (), "spark_jobs.ingest",
               "One row per (source, ingest date) and run that ingested it: files, rows, quarantined."),
+        *(Table(f"silver.{source}", SILVER_PARTITIONS.get(source, ()), "spark_jobs.promote_silver",
+                f"{text} Standardized (canonical SKU, kg/cm, USD, UTC, zip5 + zone) and de-duplicated: "
+                f"one row per {', '.join(SILVER_KEYS[source])}, the latest delivery; lineage of that bronze row.")
+          for source, text in _BRONZE_SOURCES.items()),
+        Table("silver.quarantine", ("source",), "spark_jobs.promote_silver",
+              "Rows removed by a drop rule on their way to silver: the standardized row as JSON, its key and "
+              "the names of the rules it failed. One row per removed row."),
+        Table("ops.quality_results", (), "spark_jobs.promote_silver",
+              "One row per quality rule and promotion batch: run id, table, rule, expectation, severity, "
+              "success, unexpected and element counts, time."),
+        Table("ops.schema_drift", (), "spark_jobs.promote_silver",
+              "One row per schema change seen in a promotion batch: a field rescued in _rescued_data "
+              "(new_field) or a declared column null in every row (missing_column), with its row count."),
+        Table("ops.silver_progress", (), "spark_jobs.promote_silver",
+              "One row per bronze table and promotion run: the _ingested_at watermark promoted up to, the "
+              "bronze version read, rows read, promoted and quarantined."),
     ]
 }
 

@@ -1,0 +1,112 @@
+"""Every source's quality rules for its bronze -> silver promotion, on the standardized columns.
+
+Chosen from the sources' known defects (docs/simulator.md): out-of-range values and nulls in columns
+the downstream features cannot do without are `drop`; nulls in descriptive columns and unknown
+categories or zones are `warn`; anything that means the standardization itself broke (unparseable
+time, unrecognisable SKU, unknown currency, impossible reference data) is `fail`.
+"""
+
+from __future__ import annotations
+
+import great_expectations.expectations as gxe
+
+from expectations.rules import Rule, Severity
+
+WARN, DROP, FAIL = Severity.WARN, Severity.DROP, Severity.FAIL
+NotNull = gxe.ExpectColumnValuesToNotBeNull
+Between = gxe.ExpectColumnValuesToBeBetween
+InSet = gxe.ExpectColumnValuesToBeInSet
+Regex = gxe.ExpectColumnValuesToMatchRegex
+
+# Reference sets of the business (the simulator's world).
+CURRENCIES = ["USD", "EUR", "GBP", "CNY", "CAD"]
+CATEGORIES = ["electronics", "home", "kitchen", "apparel", "beauty", "toys", "sports", "books", "grocery",
+              "garden"]
+CARRIERS = ["northpost", "rapidparcel", "bluefreight"]
+SERVICE_LEVELS = ["standard", "express"]
+SEGMENTS = ["new", "returning", "loyal"]
+EVENT_TYPES = ["view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "abandon"]
+ZONES = {"min_value": 1, "max_value": 8}
+
+
+def _sku_recognised() -> Rule:
+    # canonical_sku() returns null for a spelling it does not know: a new format, so stop and look.
+    return Rule("sku_recognised", FAIL, NotNull, {"column": "sku"})
+
+
+def _known_currency() -> Rule:
+    return Rule("currency_known", FAIL, InSet, {"column": "currency", "value_set": CURRENCIES})
+
+
+SUITES: dict[str, tuple[Rule, ...]] = {
+    "products": (
+        _sku_recognised(),
+        _known_currency(),
+        Rule("weight_present", DROP, NotNull, {"column": "weight_kg"}),
+        Rule("weight_positive", DROP, Between, {"column": "weight_kg", "min_value": 0, "strict_min": True}),
+        Rule("length_present", DROP, NotNull, {"column": "length_cm"}),
+        Rule("list_price_present", DROP, NotNull, {"column": "list_price"}),
+        Rule("list_price_non_negative", DROP, Between, {"column": "list_price", "min_value": 0}),
+        Rule("product_name_present", WARN, NotNull, {"column": "product_name"}),
+        Rule("brand_present", WARN, NotNull, {"column": "brand"}),
+        Rule("category_known", WARN, InSet, {"column": "category", "value_set": CATEGORIES}),
+    ),
+    "suppliers": (
+        _sku_recognised(),
+        _known_currency(),
+        Rule("unit_cost_non_negative", DROP, Between, {"column": "unit_cost", "min_value": 0}),
+        Rule("supplier_name_present", WARN, NotNull, {"column": "supplier_name"}),
+        Rule("lead_time_present", WARN, NotNull, {"column": "lead_time_days"}),
+    ),
+    "market_prices": (
+        _sku_recognised(),
+        _known_currency(),
+        Rule("price_present", DROP, NotNull, {"column": "price"}),
+        Rule("price_non_negative", DROP, Between, {"column": "price", "min_value": 0}),
+    ),
+    "fx_rates": (
+        Rule("currency_code", FAIL, Regex, {"column": "currency", "regex": r"^[A-Z]{3}$"}),
+        Rule("rate_positive", FAIL, Between, {"column": "rate_to_usd", "min_value": 0, "strict_min": True}),
+        Rule("rate_present", FAIL, NotNull, {"column": "rate_to_usd"}),
+    ),
+    "shipping_rates": (
+        _known_currency(),
+        Rule("zone_valid", FAIL, Between, {"column": "zone", **ZONES}),
+        Rule("service_level_known", FAIL, InSet, {"column": "service_level", "value_set": SERVICE_LEVELS}),
+        Rule("base_rate_non_negative", FAIL, Between, {"column": "base_rate", "min_value": 0}),
+    ),
+    "shipping_zones": (
+        Rule("prefix_three_digits", FAIL, Regex, {"column": "postal_prefix", "regex": r"^\d{3}$"}),
+        Rule("zone_valid", FAIL, Between, {"column": "zone", **ZONES}),
+    ),
+    "customers": (
+        Rule("postal_code_zip5", WARN, Regex, {"column": "postal_code", "regex": r"^\d{5}$"}),
+        Rule("zone_known", WARN, NotNull, {"column": "delivery_zone"}),
+        Rule("city_present", WARN, NotNull, {"column": "city"}),
+        Rule("region_present", WARN, NotNull, {"column": "region"}),
+        Rule("segment_present", WARN, NotNull, {"column": "segment"}),
+        Rule("segment_known", WARN, InSet, {"column": "segment", "value_set": SEGMENTS}),
+    ),
+    "transactions": (
+        Rule("event_time_parsed", FAIL, NotNull, {"column": "event_time"}),
+        _sku_recognised(),
+        _known_currency(),
+        Rule("quantity_positive", DROP, Between, {"column": "quantity", "min_value": 1}),
+        Rule("unit_price_present", DROP, NotNull, {"column": "unit_price_paid"}),
+        Rule("unit_price_non_negative", DROP, Between, {"column": "unit_price_paid", "min_value": 0}),
+        Rule("postal_code_present", WARN, NotNull, {"column": "postal_code"}),
+        Rule("zone_known", WARN, NotNull, {"column": "delivery_zone"}),
+        Rule("carrier_present", WARN, NotNull, {"column": "carrier"}),
+        Rule("carrier_known", WARN, InSet, {"column": "carrier", "value_set": CARRIERS}),
+        Rule("shipping_charged_present", WARN, NotNull, {"column": "shipping_charged"}),
+    ),
+    "clickstream": (
+        Rule("event_time_parsed", FAIL, NotNull, {"column": "event_time"}),
+        _sku_recognised(),
+        Rule("price_shown_present", DROP, NotNull, {"column": "price_shown_usd"}),
+        Rule("price_shown_non_negative", DROP, Between, {"column": "price_shown_usd", "min_value": 0}),
+        Rule("event_type_known", WARN, InSet, {"column": "event_type", "value_set": EVENT_TYPES}),
+        Rule("device_present", WARN, NotNull, {"column": "device"}),
+        Rule("referrer_present", WARN, NotNull, {"column": "referrer"}),
+    ),
+}
