@@ -28,7 +28,7 @@ def _stack(args: argparse.Namespace) -> int:
         rows = stack.status()
         for row in rows:
             state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else "stopped")
-            print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port']}  "
+            print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
                   f"log={row['log']}")
         return 0 if all(row["healthy"] for row in rows) else 3
     return 0
