@@ -48,13 +48,18 @@ def _dates(world: World, days: np.ndarray) -> np.ndarray:
     return (np.datetime64(world.config.start_date, "D") + np.asarray(days)).astype(str)
 
 
+def _snapshot_then_changes(world: World, day: int, changed: np.ndarray) -> np.ndarray:
+    """SKU indexes a catalogue-like file holds: every launched SKU on day 0, then the day's launches
+    and the active SKUs whose `changed[state day]` flag is set."""
+    if day == 0:
+        return np.flatnonzero(world.launch_day <= 0)
+    return np.flatnonzero((world.launch_day == day) | (changed[world.state_day(day)] & world.is_active(day)))
+
+
 def products(world: World, day: int) -> pd.DataFrame:
     """Catalogue rows: every launched SKU on day 0, then the day's launches and list-price changes."""
     rng = rng_for(world.config.seed, "products_file", day)
-    d = world.state_day(day)
-    rows = (world.launch_day <= 0) if day == 0 else (
-        (world.launch_day == day) | (world.list_changed[d] & world.is_active(day)))
-    i = np.flatnonzero(rows)
+    d, i = world.state_day(day), _snapshot_then_changes(world, day, world.list_changed)
     unit = world.weight_unit[i]
     grams = world.weight_g[i].astype(float)
     weight = np.select([unit == "g", unit == "kg"], [grams, grams / 1000], np.round(grams * LB_PER_G, 4))
@@ -86,10 +91,7 @@ def products(world: World, day: int) -> pd.DataFrame:
 def suppliers(world: World, day: int) -> pd.DataFrame:
     """Cost list rows: every launched SKU on day 0, then the day's launches and cost changes."""
     rng = rng_for(world.config.seed, "suppliers_file", day)
-    d = world.state_day(day)
-    rows = (world.launch_day <= 0) if day == 0 else (
-        (world.launch_day == day) | (world.cost_changed[d] & world.is_active(day)))
-    i = np.flatnonzero(rows)
+    d, i = world.state_day(day), _snapshot_then_changes(world, day, world.cost_changed)
     sup = world.supplier_of[i]
     return pd.DataFrame({
         "supplier_id": world.supplier_id[sup],
