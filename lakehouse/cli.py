@@ -54,6 +54,28 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_key(args: argparse.Namespace) -> int:
+    from serving.gateway import KeyStore, KeyStoreError, keys_file
+
+    store = KeyStore(keys_file(get_settings()))
+    try:
+        if args.action == "create":
+            record, key = store.create(args.name)
+            print(key)
+            print(f"key {record.key_id} ({record.name}) created; this is the only time it is shown. "
+                  f"Send it as the X-API-Key header.", file=sys.stderr)
+        elif args.action == "revoke":
+            record = store.revoke(args.key)
+            print(f"key {record.key_id} ({record.name}) revoked", file=sys.stderr)
+        else:
+            print(json.dumps([{"key_id": k.key_id, "name": k.name, "created_at": k.created_at,
+                               "revoked_at": k.revoked_at} for k in store.list()], indent=2))
+    except KeyStoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Print every table: name, layer, location, partitions, owner.")
     tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
     tables.set_defaults(run=_tables)
+
+    api_key = commands.add_parser(
+        "api-key", help="create, list and revoke the API's keys",
+        description="Manage the API keys (stored hashed in <state>/api_keys.json). `create` prints the new key "
+                    "once; `list` prints id, name and dates as JSON; `revoke` takes an id or a name. A running "
+                    "server applies changes within a second.")
+    key_actions = api_key.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("create", help="create a key and print it once").add_argument(
+        "--name", required=True, help="who or what uses the key (unique among active keys)")
+    key_actions.add_parser("list", help="list the keys (never the keys themselves) as JSON")
+    key_actions.add_parser("revoke", help="revoke a key").add_argument("key", help="the key's id or name")
+    api_key.set_defaults(run=_api_key)
 
     from spark_jobs import ingest
 

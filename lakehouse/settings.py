@@ -55,11 +55,22 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Gateway limits (serving.gateway): a token bucket per API key refilled at `rate` requests/s and
+    # holding at most `burst`; request bodies above `api_max_body_bytes` are refused with 413.
+    api_rate_limit_per_s: float = Field(500.0, gt=0)
+    api_rate_limit_burst: int = Field(1000, ge=1)
+    api_max_body_bytes: int = Field(64 * 1024, ge=1)
+    # Feature-flag experiments of the API; reloaded when the file changes.
+    api_experiments_file: Path = REPO_ROOT / "serving" / "experiments.yaml"
+    # Decision records waiting for Kafka; when full, new records are dropped and counted.
+    decision_log_queue_size: int = Field(10_000, ge=1)
+    # Seconds between checks of the online feature tables' Delta versions.
+    online_features_refresh_s: float = Field(30.0, gt=0)
 
     # Seconds `lakehouse stack up` waits for a service to answer its health check.
     health_timeout_s: float = 90.0
 
-    @field_validator("state_dir", "jars_dir")
+    @field_validator("state_dir", "jars_dir", "api_experiments_file")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
