@@ -1,0 +1,127 @@
+"""The MLflow side of the models: pyfunc packaging, registration, aliases, loading and promotion.
+
+Two registered models, `pricing` (the demand model) and `shipping` (cost model + anomaly detector). A new
+training run registers a version and points `challenger` at it (and `champion` too when there is none).
+`promote` moves `champion` to the challenger only when the challenger scores better on the same holdout;
+it checks the aliases first, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from lakehouse.versions import locked
+from training.demand import DemandModel
+from training.shipping import ShippingModel
+
+log = logging.getLogger(__name__)
+
+PRICING_MODEL = "pricing"
+SHIPPING_MODEL = "shipping"
+CHAMPION, CHALLENGER = "champion", "challenger"
+# The serving environment of a logged model: the pinned versions of what its predict() imports.
+PIP_REQUIREMENTS = [f"{package}=={locked(package)}" for package in ("mlflow", "lightgbm", "numpy", "pandas")]
+
+
+class DemandPyfunc(mlflow.pyfunc.PythonModel):
+    """Pyfunc face of the demand model: one row of pricing features plus `price_usd` -> units per view."""
+
+    def __init__(self, model: DemandModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        prices = model_input["price_usd"].to_numpy(dtype=float)
+        return pd.DataFrame({"units_per_view": self.model.units_per_view(model_input, prices)})
+
+
+class ShippingPyfunc(mlflow.pyfunc.PythonModel):
+    """Pyfunc face of the shipping model: parcels -> expected invoice in USD."""
+
+    def __init__(self, model: ShippingModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return pd.DataFrame({"expected_cost_usd": self.model.expected_cost(model_input)})
+
+
+_PYFUNCS = {PRICING_MODEL: DemandPyfunc, SHIPPING_MODEL: ShippingPyfunc}
+
+
+def log_and_register(name: str, model: DemandModel | ShippingModel, input_example: pd.DataFrame) -> str:
+    """Log the model to the active run with signature and input example, register it; returns the version."""
+    pyfunc = _PYFUNCS[name](model)
+    output = pyfunc.predict(None, input_example)
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=pyfunc, code_paths=[str(Path(__file__).parent)], registered_model_name=name,
+        signature=mlflow.models.infer_signature(input_example, output), input_example=input_example,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    return str(info.registered_model_version)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def mark_challenger(client: MlflowClient, name: str, version: str) -> None:
+    """Point `challenger` at a new version; a model's first version becomes `champion` as well."""
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if alias_version(client, name, CHAMPION) is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        log.info("first version is champion", extra={"model": name, "version": version})
+
+
+def load(name: str, alias: str = CHAMPION) -> tuple[DemandModel | ShippingModel, str]:
+    """The model behind `models:/<name>@<alias>` and its version."""
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(name, alias).version
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return pyfunc.unwrap_python_model().model, str(version)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    champion: str | None
+    challenger: str | None
+    champion_score: float | None
+    challenger_score: float | None
+    promoted: bool
+    reason: str
+
+
+def promote(name: str, score: Callable[[DemandModel | ShippingModel], float]) -> Promotion:
+    """Move `champion` to the challenger when it scores lower (better) on the holdout; else change nothing.
+
+    `score` evaluates a model on the current holdout (lower is better). Idempotent: when both aliases
+    already name the same version there is nothing to compare.
+    """
+    client = MlflowClient()
+    champion, challenger = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        return Promotion(name, champion, None, None, None, False, "no challenger")
+    if champion == challenger:
+        return Promotion(name, champion, challenger, None, None, False, "challenger is already champion")
+    challenger_score = score(load(name, CHALLENGER)[0])
+    champion_score = score(load(name, CHAMPION)[0]) if champion is not None else np.inf
+    if challenger_score < champion_score:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        reason = "challenger scores better on the holdout"
+    else:
+        reason = "champion scores at least as well on the holdout"
+    result = Promotion(name, champion, challenger, float(champion_score), float(challenger_score),
+                       challenger_score < champion_score, reason)
+    log.info("promotion", extra=result.__dict__)
+    return result
