@@ -1,0 +1,476 @@
+"""Online features: what the API looks up per request, in memory, built from Delta tables without Spark.
+
+Contents (one `FeatureSnapshot`, swapped atomically when a table changes):
+- pricing: the latest row per SKU (greatest `as_of_date`) of `gold.pricing_features`, its numeric
+  columns as one float matrix for model input, every column as a dict;
+- `silver.products`: category, weight and dimensions, MAP and list price per SKU;
+- shipping: the rate card effective today from `silver.shipping_rates` (per carrier and service level,
+  the rows of the latest `effective_from` on or before today, UTC) and the zone chart
+  `silver.shipping_zones` (3-digit postal prefix -> zone, remote flag).
+Lookups are dict gets and numpy indexing (about a microsecond).
+
+delta-rs (the `deltalake` package) can abort the interpreter at exit (delta-io/delta-rs#2184), so
+this process never imports it: `DeltaReader` keeps one child process that reads the tables and hands
+the rows back as Arrow IPC bytes over a pipe, and leaves with `os._exit` when its stdin closes (when
+the reader is closed or this process ends, however it ends). The server and the tests exit cleanly.
+
+`OnlineFeatures` builds the snapshot at start-up, then checks the tables' Delta versions every
+`settings.online_features_refresh_s` seconds (and the date, for the rate card); a changed version is
+re-read at that version, the snapshot rebuilt and swapped. A table that does not exist yet (or is not
+registered yet) leaves its part empty, with version None, until it appears. A failed read keeps the
+previous snapshot and is retried at the next check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:  # the reader's child process imports this module: it stays free of Spark and Prometheus
+    from serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+PRICING_TABLE = "gold.pricing_features"
+PRODUCTS_TABLE = "silver.products"
+RATES_TABLE = "silver.shipping_rates"
+ZONES_TABLE = "silver.shipping_zones"
+
+# The columns read per table; None reads every column (the gold table's columns are its contract).
+COLUMNS: dict[str, tuple[str, ...] | None] = {
+    PRICING_TABLE: None,
+    PRODUCTS_TABLE: ("sku", "category", "weight_kg", "length_cm", "width_cm", "height_cm", "map_price_usd",
+                     "list_price_usd"),
+    RATES_TABLE: ("carrier", "service_level", "zone", "weight_break_kg", "base_rate_usd", "per_kg_over_usd",
+                  "volumetric_divisor", "fuel_surcharge_pct", "remote_surcharge_usd", "effective_from"),
+    ZONES_TABLE: ("postal_prefix", "zone", "is_remote"),
+}
+# Pricing feature columns kept out of the model matrix: identifiers and times, not features.
+NOT_FEATURES = ("sku", "as_of_date", "feature_time")
+
+# Postal codes as customers type them (`02139`, `2139`, ` 02139-1234`), the rule of silver's zip5.
+_ZIP = re.compile(r"^\s*(\d{1,5})(?:-\d{4})?\s*$")
+
+
+class FeatureReadError(RuntimeError):
+    """The reader process could not answer (a table unreadable, or the process died)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading Delta tables in a child process
+
+
+def _reader_main() -> None:
+    """The child of `DeltaReader`: one JSON request per stdin line, one framed answer each on stdout
+    (kind byte J/A/E, 8-byte length, payload: JSON, Arrow IPC stream, error JSON); `os._exit` at EOF."""
+    import os
+
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything else written to stdout goes to stderr, never into the answers
+    try:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        def version(location: str, options: dict) -> int | None:
+            try:
+                return DeltaTable(location, storage_options=options, without_files=True).version()
+            except TableNotFoundError:
+                return None
+
+        while line := sys.stdin.buffer.readline():
+            request = json.loads(line)
+            options = request.get("storage_options") or None
+            try:
+                if request["op"] == "versions":
+                    kind = b"J"
+                    payload = json.dumps({name: version(location, options)
+                                          for name, location in request["locations"].items()}).encode()
+                else:
+                    table = DeltaTable(request["location"], version=request["version"], storage_options=options)
+                    rows = table.to_pyarrow_table(columns=request.get("columns"))
+                    sink = pa.BufferOutputStream()
+                    with pa.ipc.new_stream(sink, rows.schema) as writer:
+                        writer.write_table(rows)
+                    kind, payload = b"A", sink.getvalue().to_pybytes()
+            except Exception as err:  # answered, not raised: the parent decides what a failed read means
+                kind, payload = b"E", json.dumps({"error": f"{type(err).__name__}: {err}"}).encode()
+            answers.write(kind + len(payload).to_bytes(8, "big") + payload)
+            answers.flush()
+    finally:
+        answers.flush()
+        os._exit(0)
+
+
+def delta_rs_location(location: str) -> str:
+    """delta-rs names S3 `s3://`; Spark's `s3a://` is the same bucket and key."""
+    return "s3://" + location.removeprefix("s3a://") if location.startswith("s3a://") else location
+
+
+def storage_options(settings: Settings) -> dict[str, str]:
+    """delta-rs options for S3-compatible storage (credentials come from the AWS_* environment)."""
+    if not settings.s3_endpoint:
+        return {}
+    options = {"AWS_ENDPOINT_URL": settings.s3_endpoint}
+    if settings.s3_endpoint.startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+class DeltaReader:
+    """Reads Delta tables with delta-rs in one long-lived child process (see the module docstring).
+
+    One request at a time; the child is started on first use and again after it died."""
+
+    def __init__(self, options: dict[str, str] | None = None):
+        self.options = options or {}
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _child(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from serving.online_features import _reader_main; _reader_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT)
+        return self._process
+
+    def _ask(self, request: dict) -> tuple[bytes, bytes]:
+        with self._lock:
+            child = self._child()
+            try:
+                child.stdin.write(json.dumps({**request, "storage_options": self.options}).encode() + b"\n")
+                child.stdin.flush()
+                header = child.stdout.read(9)
+                if len(header) < 9:
+                    raise FeatureReadError(f"the Delta reader process ended (exit code {child.poll()})")
+                size = int.from_bytes(header[1:], "big")
+                payload = child.stdout.read(size)
+            except (BrokenPipeError, OSError) as err:
+                raise FeatureReadError(f"the Delta reader process is gone: {err!r}") from err
+        kind = header[:1]
+        if kind == b"E":
+            raise FeatureReadError(json.loads(payload)["error"])
+        return kind, payload
+
+    def versions(self, locations: dict[str, str]) -> dict[str, int | None]:
+        """The latest Delta version of each named table location (None: no table there)."""
+        _, payload = self._ask({"op": "versions", "locations": {
+            name: delta_rs_location(location) for name, location in locations.items()}})
+        return json.loads(payload)
+
+    def read(self, location: str, version: int, columns: tuple[str, ...] | None = None) -> pa.Table:
+        """The table's rows at `version` (only `columns` if given)."""
+        _, payload = self._ask({"op": "read", "location": delta_rs_location(location), "version": version,
+                                "columns": list(columns) if columns else None})
+        return pa.ipc.open_stream(payload).read_all()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Close the child's stdin (it leaves with os._exit); kill it if it does not within `timeout_s`."""
+        with self._lock:
+            child, self._process = self._process, None
+        if child is None:
+            return
+        child.stdin.close()
+        try:
+            child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure builders: Arrow tables -> lookup structures
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    category: str | None
+    weight_kg: float | None
+    length_cm: float | None
+    width_cm: float | None
+    height_cm: float | None
+    map_price_usd: float | None
+    list_price_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    zone: int
+    is_remote: bool
+
+
+@dataclass(frozen=True)
+class RateCard:
+    """One carrier's rates for one service level and zone: weight breaks ascending, all money in USD."""
+
+    carrier: str
+    service_level: str
+    zone: int
+    effective_from: date
+    breaks_kg: np.ndarray
+    base_usd: np.ndarray
+    per_kg_over_usd: float  # above the last break
+    volumetric_divisor: int
+    fuel_surcharge_pct: float
+    remote_surcharge_usd: float
+
+    def billable_kg(self, weight_kg, volume_cm3):
+        """max(actual kg, volume cm3 / the card's volumetric divisor); arrays or numbers."""
+        return np.maximum(weight_kg, np.asarray(volume_cm3, dtype=float) / self.volumetric_divisor)
+
+    def cost_usd(self, billable_kg, remote):
+        """The card's price: base rate of the smallest break >= the billable weight (the last break plus
+        per-kg beyond it), times the fuel surcharge, plus the remote surcharge; arrays or numbers."""
+        weight = np.asarray(billable_kg, dtype=float)
+        index = np.minimum(np.searchsorted(self.breaks_kg, weight, side="left"), len(self.breaks_kg) - 1)
+        over = np.maximum(0.0, weight - self.breaks_kg[-1])
+        return ((self.base_usd[index] + self.per_kg_over_usd * over) * (1 + self.fuel_surcharge_pct / 100)
+                + np.where(remote, self.remote_surcharge_usd, 0.0))
+
+
+@dataclass(frozen=True)
+class PricingFeatures:
+    """The latest pricing feature row per SKU: numeric columns as one float matrix (NaN for null), in
+    `columns` order, for model input; every column of the row in `records`."""
+
+    columns: tuple[str, ...]
+    matrix: np.ndarray  # [skus, columns]
+    rows: dict[str, int]  # sku -> matrix row
+    records: dict[str, dict[str, Any]]
+
+    def column_indices(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
+        """Positions of `names` in the matrix, for `vector`; KeyError names the missing ones."""
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise KeyError(f"pricing features lack columns {missing}; they have {list(self.columns)}")
+        return np.array([self.columns.index(n) for n in names], dtype=np.intp)
+
+    def vector(self, sku: str, indices: np.ndarray | None = None) -> np.ndarray | None:
+        """The SKU's feature values (all columns, or those at `indices`), or None for an unknown SKU."""
+        row = self.rows.get(sku)
+        if row is None:
+            return None
+        return self.matrix[row] if indices is None else self.matrix[row, indices]
+
+
+EMPTY_PRICING = PricingFeatures((), np.empty((0, 0)), {}, {})
+
+
+def latest_per_sku(table: pa.Table) -> pa.Table:
+    """One row per `sku`: the one with the greatest `as_of_date`. Grain: one row per SKU."""
+    missing = {"sku", "as_of_date"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"{PRICING_TABLE} lacks columns {sorted(missing)}; it has {table.column_names}")
+    if table.num_rows == 0:
+        return table
+    order = pc.sort_indices(table, sort_keys=[("sku", "ascending"), ("as_of_date", "descending")])
+    ordered = table.take(order)
+    skus = ordered.column("sku").to_numpy(zero_copy_only=False)
+    first = np.ones(len(skus), dtype=bool)
+    first[1:] = skus[1:] != skus[:-1]
+    return ordered.filter(pa.array(first))
+
+
+def pricing_features(latest: pa.Table) -> PricingFeatures:
+    """`latest_per_sku` rows -> PricingFeatures (numeric columns other than NOT_FEATURES in the matrix)."""
+    if latest.num_rows == 0:
+        return EMPTY_PRICING
+    numeric = tuple(f.name for f in latest.schema if f.name not in NOT_FEATURES
+                    and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type)))
+    matrix = np.column_stack([
+        latest.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False) for name in numeric
+    ]) if numeric else np.empty((latest.num_rows, 0))
+    records = latest.to_pylist()
+    return PricingFeatures(numeric, np.ascontiguousarray(matrix, dtype=np.float64),
+                           {r["sku"]: i for i, r in enumerate(records)}, {r["sku"]: r for r in records})
+
+
+def products(table: pa.Table) -> dict[str, Product]:
+    """silver.products rows -> Product per SKU."""
+    return {r["sku"]: Product(**r) for r in table.select(list(COLUMNS[PRODUCTS_TABLE])).to_pylist()}
+
+
+def zones(table: pa.Table) -> dict[str, Zone]:
+    """silver.shipping_zones rows -> Zone per 3-digit postal prefix."""
+    return {r["postal_prefix"]: Zone(r["zone"], bool(r["is_remote"])) for r in table.to_pylist()}
+
+
+def rate_cards(table: pa.Table, today: date) -> dict[tuple[str, str, int], RateCard]:
+    """The rate card effective `today`: per carrier and service level, the rows of the latest
+    `effective_from` on or before today (a card is issued whole), as one RateCard per zone."""
+    rows = [r for r in table.to_pylist() if r["effective_from"] is not None and r["effective_from"] <= today]
+    current: dict[tuple[str, str], date] = {}
+    for r in rows:
+        key = (r["carrier"], r["service_level"])
+        current[key] = max(current.get(key, r["effective_from"]), r["effective_from"])
+    by_zone: dict[tuple[str, str, int], list[dict]] = {}
+    for r in rows:
+        if r["effective_from"] == current[(r["carrier"], r["service_level"])]:
+            by_zone.setdefault((r["carrier"], r["service_level"], r["zone"]), []).append(r)
+    cards = {}
+    for key, breaks in by_zone.items():
+        breaks.sort(key=lambda r: r["weight_break_kg"])
+        last = breaks[-1]
+        cards[key] = RateCard(*key, effective_from=last["effective_from"],
+                              breaks_kg=np.array([r["weight_break_kg"] for r in breaks], dtype=float),
+                              base_usd=np.array([r["base_rate_usd"] for r in breaks], dtype=float),
+                              per_kg_over_usd=last["per_kg_over_usd"], volumetric_divisor=last["volumetric_divisor"],
+                              fuel_surcharge_pct=last["fuel_surcharge_pct"],
+                              remote_surcharge_usd=last["remote_surcharge_usd"])
+    return cards
+
+
+def postal_prefix(postal_code: str | None) -> str | None:
+    """The 3-digit prefix of a ZIP as customers type it (`2139` is `02139`), or None if it is not one."""
+    match = _ZIP.match(postal_code) if postal_code else None
+    return match.group(1).zfill(5)[:3] if match else None
+
+
+@dataclass(frozen=True)
+class FeatureSnapshot:
+    """Everything the API looks up, from one set of table versions. Take it once per request."""
+
+    versions: dict[str, int | None]
+    day: date  # the UTC day the rate card was chosen for
+    built_at: datetime
+    pricing: PricingFeatures = EMPTY_PRICING
+    products: dict[str, Product] = field(default_factory=dict)
+    rate_cards: dict[tuple[str, str, int], RateCard] = field(default_factory=dict)
+    zones: dict[str, Zone] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every table exists (the parts may still be empty if a table has no rows)."""
+        return all(v is not None for v in self.versions.values())
+
+    def product(self, sku: str) -> Product | None:
+        return self.products.get(sku)
+
+    def zone(self, postal_code: str | None) -> Zone | None:
+        prefix = postal_prefix(postal_code)
+        return self.zones.get(prefix) if prefix else None
+
+    def rate_card(self, carrier: str, service_level: str, zone: int) -> RateCard | None:
+        return self.rate_cards.get((carrier, service_level, zone))
+
+
+def build_snapshot(tables: dict[str, pa.Table | None], versions: dict[str, int | None], day: date,
+                   built_at: datetime) -> FeatureSnapshot:
+    """The lookup structures from the prepared tables (the pricing table already `latest_per_sku`)."""
+    def part(name: str, builder: Callable, *args):
+        table = tables.get(name)
+        return builder(table, *args) if table is not None else None
+
+    return FeatureSnapshot(
+        versions=dict(versions), day=day, built_at=built_at,
+        pricing=part(PRICING_TABLE, pricing_features) or EMPTY_PRICING,
+        products=part(PRODUCTS_TABLE, products) or {},
+        rate_cards=part(RATES_TABLE, rate_cards, day) or {},
+        zones=part(ZONES_TABLE, zones) or {},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The store
+
+
+class OnlineFeatures:
+    """The current FeatureSnapshot and its refresh (see the module docstring)."""
+
+    def __init__(self, settings: Settings, metrics: ServingMetrics | None = None, reader: DeltaReader | None = None,
+                 today: Callable[[], date] = lambda: datetime.now(UTC).date()):
+        self.settings, self.metrics, self.today = settings, metrics, today
+        self.reader = reader or DeltaReader(storage_options(settings))
+        self._tables: dict[str, pa.Table | None] = {}
+        self._snapshot = FeatureSnapshot(dict.fromkeys(COLUMNS), today(), datetime.now(UTC))
+        self._refresh_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unregistered_warned: set[str] = set()
+
+    @property
+    def snapshot(self) -> FeatureSnapshot:
+        return self._snapshot
+
+    def versions(self) -> dict[str, int | None]:
+        """The Delta version of each table the current snapshot was built from (None: no table yet)."""
+        return dict(self._snapshot.versions)
+
+    def _locations(self) -> dict[str, str]:
+        from lakehouse.tables import TABLES
+
+        registered = {name: TABLES[name].location(self.settings) for name in COLUMNS if name in TABLES}
+        unregistered = COLUMNS.keys() - registered.keys() - self._unregistered_warned
+        if unregistered:
+            log.warning("feature tables not in the table registry yet; their features stay empty",
+                        extra={"tables": sorted(unregistered)})
+            self._unregistered_warned |= unregistered
+        return registered
+
+    def refresh(self) -> bool:
+        """Re-read the tables whose Delta version changed (and rebuild for a new day); True if swapped.
+
+        Raises FeatureReadError when the tables cannot be read; the current snapshot stays."""
+        with self._refresh_lock:
+            locations = self._locations()
+            latest = {**dict.fromkeys(COLUMNS), **self.reader.versions(locations)}
+            current, day = self._snapshot, self.today()
+            changed = [name for name in COLUMNS if latest[name] != current.versions[name] or name not in self._tables]
+            if not changed and day == current.day:
+                return False
+            tables = dict(self._tables)
+            for name in changed:
+                if latest[name] is None:
+                    tables[name] = None
+                    continue
+                rows = self.reader.read(locations[name], latest[name], COLUMNS[name])
+                tables[name] = latest_per_sku(rows) if name == PRICING_TABLE else rows
+            snapshot = build_snapshot(tables, latest, day, datetime.now(UTC))
+            self._tables, self._snapshot = tables, snapshot  # one assignment is what readers see: atomic
+            if self.metrics is not None:
+                self.metrics.set_feature_versions(snapshot.versions)
+            log.info("online features loaded", extra={
+                "versions": snapshot.versions, "day": day.isoformat(), "skus_priced": len(snapshot.pricing.rows),
+                "products": len(snapshot.products), "rate_cards": len(snapshot.rate_cards),
+                "zones": len(snapshot.zones)})
+            return True
+
+    def start(self) -> OnlineFeatures:
+        """Load once now (a failure is logged: the API starts with empty features and retries), then
+        check for new versions every `online_features_refresh_s` seconds in a background thread."""
+        self._refresh_logged()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="online-features", daemon=True)
+            self._thread.start()
+        return self
+
+    def _refresh_logged(self) -> None:
+        try:
+            self.refresh()
+        except Exception as err:  # a table broken or not as expected: keep serving, say why, retry later
+            log.error("online features not refreshed; serving the previous ones", extra={"error": repr(err)})
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.settings.online_features_refresh_s):
+            self._refresh_logged()
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.reader.close()
