@@ -53,12 +53,9 @@ class ShippingPyfunc(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"expected_cost_usd": self.model.expected_cost(model_input)})
 
 
-_PYFUNCS = {PRICING_MODEL: DemandPyfunc, SHIPPING_MODEL: ShippingPyfunc}
-
-
 def log_and_register(name: str, model: DemandModel | ShippingModel, input_example: pd.DataFrame) -> str:
     """Log the model to the active run with signature and input example, register it; returns the version."""
-    pyfunc = _PYFUNCS[name](model)
+    pyfunc = DemandPyfunc(model) if isinstance(model, DemandModel) else ShippingPyfunc(model)
     output = pyfunc.predict(None, input_example)
     info = mlflow.pyfunc.log_model(
         name="model", python_model=pyfunc, code_paths=[str(Path(__file__).parent)], registered_model_name=name,

@@ -3,8 +3,8 @@
 The model predicts what a carrier will invoice for a parcel from its billable weight, zone, carrier,
 service level, dimensions and the published rate card of the order date (`gold.shipping_features`). It
 fits log(invoice) with an L1 loss, so it estimates the median invoice and a few overcharged invoices
-do not pull it; the log of the rate-card price is the starting score, so the trees learn only how
-invoices depart from the published rates (a tree could only approximate the identity in steps).
+do not pull it. It learns log(invoice / rate-card price): how invoices depart from the published rates
+(a tree fitted to the invoice itself could only approximate the rate card in steps).
 The anomaly detector flags an invoice whose log ratio to the expected cost exceeds a threshold set
 from the training residuals (a robust z-score).
 
@@ -97,11 +97,12 @@ def fit(frame: pd.DataFrame, params: dict | None = None, rounds: int = DEFAULT_R
     carriers = tuple(sorted(rows["carrier"].dropna().unique()))
     service_levels = tuple(sorted(rows["service_level"].dropna().unique()))
     X = design_matrix(rows, carriers, service_levels)
-    y = np.log(rows["actual_shipping_cost_usd"].to_numpy(dtype=float))
-    dataset = lgb.Dataset(X, y, init_score=X[:, 0].copy(), feature_name=list(SHIPPING_FEATURES),
-                          categorical_feature=CATEGORICAL)
+    # The label is log(invoice / rate card): a starting score would do the same, but LightGBM stops at
+    # the first tree when every gradient is equal (a uniform surcharge) and never learns the offset.
+    y = np.log(rows["actual_shipping_cost_usd"].to_numpy(dtype=float)) - X[:, 0]
+    dataset = lgb.Dataset(X, y, feature_name=list(SHIPPING_FEATURES), categorical_feature=CATEGORICAL)
     booster = lgb.train({**DEFAULT_PARAMS, **(params or {})}, dataset, num_boost_round=rounds)
-    residual = y - X[:, 0] - booster.predict(X, num_threads=1)
+    residual = y - booster.predict(X, num_threads=1)
     robust_sd = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     threshold = max(ANOMALY_Z * robust_sd, float(np.log(MIN_ANOMALY_RATIO)))
     return ShippingModel(booster, carriers, service_levels, threshold)
