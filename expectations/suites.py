@@ -26,6 +26,9 @@ CARRIERS = ["northpost", "rapidparcel", "bluefreight"]
 SERVICE_LEVELS = ["standard", "express"]
 SEGMENTS = ["new", "returning", "loyal"]
 EVENT_TYPES = ["view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "abandon"]
+# The API's decision log (serving.decision_log).
+ENDPOINTS = ["pricing", "shipping"]
+STRATEGIES = ["model", "rule_based"]
 ZONES = {"min_value": 1, "max_value": 8}
 
 
@@ -108,5 +111,14 @@ SUITES: dict[str, tuple[Rule, ...]] = {
         Rule("event_type_known", WARN, InSet, {"column": "event_type", "value_set": EVENT_TYPES}),
         Rule("device_present", WARN, NotNull, {"column": "device"}),
         Rule("referrer_present", WARN, NotNull, {"column": "referrer"}),
+    ),
+    "decisions": (
+        Rule("event_time_parsed", FAIL, NotNull, {"column": "event_time"}),
+        Rule("latency_non_negative", DROP, Between, {"column": "latency_ms", "min_value": 0}),
+        Rule("price_non_negative", DROP, Between, {"column": "price_usd", "min_value": 0}),
+        Rule("estimate_non_negative", DROP, Between, {"column": "estimate_usd", "min_value": 0}),
+        Rule("endpoint_known", WARN, InSet, {"column": "endpoint", "value_set": ENDPOINTS}),
+        Rule("strategy_known", WARN, InSet, {"column": "strategy", "value_set": STRATEGIES}),
+        Rule("fallback_present", WARN, NotNull, {"column": "fallback"}),
     ),
 }

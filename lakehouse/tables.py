@@ -39,6 +39,7 @@ SILVER_PARTITIONS = {
     "transactions": ("delivery_zone", "transaction_date"),
     "clickstream": ("event_date",),
     "market_prices": ("observed_date",),
+    "decisions": ("event_date",),
 }
 
 _BRONZE_SOURCES = {
@@ -66,7 +67,7 @@ TABLES: dict[str, Table] = {
                 f"{source.capitalize()} from Kafka, exactly once: one row per valid message, declared columns, "
                 "_rescued_data and the Kafka coordinates (_kafka_topic, _kafka_partition, _kafka_offset, "
                 "_kafka_timestamp); ingestion date is the Kafka timestamp's UTC date.")
-          for source in ("transactions", "clickstream")),
+          for source in ("transactions", "clickstream", "decisions")),
         Table("bronze.dead_letter", ("source", *INGEST_DATE_PARTITIONS), "streaming.bronze",
               "Kafka messages that could not be conformed: raw payload, Kafka coordinates and the reason. "
               "One row per bad message."),
@@ -76,6 +77,9 @@ TABLES: dict[str, Table] = {
                 f"{text} Standardized (canonical SKU, kg/cm, USD, UTC, zip5 + zone) and de-duplicated: "
                 f"one row per {', '.join(SILVER_KEYS[source])}, the latest delivery; lineage of that bronze row.")
           for source, text in _BRONZE_SOURCES.items()),
+        Table("silver.decisions", SILVER_PARTITIONS["decisions"], "spark_jobs.promote_silver",
+              "The API's decision log (serving.decision_log): inputs, answer, experiment variant, model version, "
+              "guardrails, fallback and latency. One row per decision_id; event_time in UTC, guardrails a list."),
         Table("silver.quarantine", ("source",), "spark_jobs.promote_silver",
               "Rows removed by a drop rule on their way to silver: the standardized row as JSON, its key and "
               "the names of the rules it failed. One row per removed row."),

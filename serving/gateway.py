@@ -23,8 +23,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import HTTPException, Request, Security
+from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from lakehouse.settings import Settings
@@ -250,10 +251,14 @@ class Gateway:
         return record
 
 
-def authorize(request: Request, key: str | None = Security(api_key_header)) -> ApiKey:
+def authorize(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
     """FastAPI dependency of the protected endpoints: the caller's key record (see `Gateway.check`);
     the application keeps its Gateway in `app.state.gateway`."""
     return request.app.state.gateway.check(key)
+
+
+# An endpoint parameter `key: CallerKey` (or `dependencies=[Depends(authorize)]`) protects the endpoint.
+CallerKey = Annotated[ApiKey, Depends(authorize)]
 
 
 class BodySizeLimit:

@@ -41,7 +41,7 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.delta import delta_exists, read_delta, table_version
-from lakehouse.schemas.landing import LANDING_SCHEMAS
+from lakehouse.schemas.landing import SOURCE_SCHEMAS
 from lakehouse.schemas.silver import PROMOTION_ORDER, SILVER_KEYS
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import TABLES, Table, table
@@ -133,7 +133,7 @@ def _watermarks(spark: SparkSession, settings: Settings) -> dict[str, datetime]:
 def _bronze_columns(frame: DataFrame, source: str) -> DataFrame:
     """Declared columns, `_rescued_data` and lineage; a declared column the table lacks comes as null
     (and shows up as schema drift) instead of failing the read."""
-    declared = LANDING_SCHEMAS[source]
+    declared = SOURCE_SCHEMAS[source]
     return frame.select(
         *[(F.col(f.name) if f.name in frame.columns else F.lit(None)).cast(f.dataType).alias(f.name)
           for f in declared.fields],
@@ -229,7 +229,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
     batch = None
     try:
         now, first_date = datetime.now(UTC), min(s.first_ingest_date for s in slices)
-        drift = schema_drift(bronze, source, LANDING_SCHEMAS[source]).collect()
+        drift = schema_drift(bronze, source, SOURCE_SCHEMAS[source]).collect()
         for d in drift:
             log.warning("schema drift", extra={"source": source, "kind": d.kind, "column": d.column, "rows": d.rows})
         ops.drift.extend((run_id, source, d.kind, d.column, d.rows, first_date, now) for d in drift)

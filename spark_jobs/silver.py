@@ -163,6 +163,14 @@ def _clickstream(bronze: DataFrame, refs: References) -> DataFrame:
     }).withColumn("event_date", F.to_date("event_time"))
 
 
+def _decisions(bronze: DataFrame, refs: References) -> DataFrame:
+    # The API sends canonical SKUs and UTC times; guardrails arrive as the JSON array's text.
+    return bronze.withColumns({
+        "event_time": utc_timestamp(F.col("event_time")),
+        "guardrails": F.from_json("guardrails", "array<string>"),
+    }).withColumn("event_date", F.to_date("event_time"))
+
+
 _STANDARDIZERS: dict[str, Callable[[DataFrame, References], DataFrame]] = {
     "products": _products,
     "suppliers": _suppliers,
@@ -173,6 +181,7 @@ _STANDARDIZERS: dict[str, Callable[[DataFrame, References], DataFrame]] = {
     "customers": _customers,
     "transactions": _transactions,
     "clickstream": _clickstream,
+    "decisions": _decisions,
 }
 
 
@@ -199,6 +208,10 @@ def latest_per_key(frame: DataFrame, keys: tuple[str, ...]) -> DataFrame:
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "products": ("map_price",),
     "clickstream": ("customer_id", "order_id"),
+    # A decision is about a customer or a session, one product or none (shipping), a price or an
+    # estimate; rule-based answers name no model; requests outside experiments have no variant.
+    "decisions": ("customer_id", "session_id", "experiment", "variant", "model_name", "model_version", "sku",
+                  "price_usd", "estimate_usd"),
 }
 
 

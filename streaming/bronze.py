@@ -226,12 +226,13 @@ def wait_for_broker(settings) -> None:
 def build_parser(settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m streaming.bronze", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Stream Kafka topics <KAFKA_TOPIC_PREFIX>.<source> into bronze.<source>_stream, bad "
+        description="Stream Kafka topics <KAFKA_TOPIC_PREFIX>.<source> (simulated shoppers' clickstream and "
+                    "transactions, the API's decisions) into bronze.<source>_stream, bad "
                     "messages into bronze.dead_letter, exactly once. Runs until stopped (SIGTERM/Ctrl-C) "
                     "with the processing-time trigger, or until caught up with --trigger available-now.")
     defaults = StreamOptions(settings.streaming_trigger_interval, settings.streaming_max_offsets_per_trigger)
-    parser.add_argument("--source", action="append", choices=["clickstream", "transactions"],
-                        help="stream only this source (repeatable; default: both)")
+    parser.add_argument("--source", action="append", choices=["clickstream", "transactions", "decisions"],
+                        help="stream only this source (repeatable; default: all three)")
     parser.add_argument("--trigger", choices=["processing", "available-now"], default=defaults.trigger,
                         help="processing: a micro-batch every --interval; available-now: what is there, then exit")
     parser.add_argument("--interval", default=defaults.interval, help="processing-time trigger interval")
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from lakehouse.log import configure_logging
     from lakehouse.spark import get_spark
     from streaming.checkpoints import CheckpointError
-    from streaming.topics import SOURCES
+    from streaming.topics import STREAMED
 
     configure_logging()
     options = StreamOptions(args.interval, args.max_offsets_per_trigger or None, trigger=args.trigger,
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_broker(settings)
     spark = get_spark("streaming-bronze", settings)
     try:
-        supervise(spark, settings, [SOURCES[s] for s in args.source or SOURCES], options, stopping)
+        supervise(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options, stopping)
     except CheckpointError as err:
         log.error("checkpoint refused", extra={"error": str(err)})
         print(f"error: {err}", file=sys.stderr)

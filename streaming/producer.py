@@ -103,22 +103,24 @@ def malformed(message: Message, kind: str) -> Message:
     return Message(message.source, message.key, json.dumps(fields), message.event_id)
 
 
-def kafka_producer(bootstrap_servers: str):
+def kafka_producer(bootstrap_servers: str, **overrides):
     """A producer that neither loses nor duplicates: acks from all in-sync replicas, idempotence (the
     broker drops a retried batch it already has), unbounded retries within the delivery timeout, and
-    at most 5 requests in flight (the most idempotence keeps in order)."""
+    at most 5 requests in flight (the most idempotence keeps in order). `overrides` change other
+    kafka-python options (timeouts, batching) for callers that must not wait as long."""
     from kafka import KafkaProducer
 
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        retries=sys.maxsize,
-        max_in_flight_requests_per_connection=5,
-        delivery_timeout_ms=180_000,
-        linger_ms=20,
-        batch_size=256 * 1024,
-    )
+    return KafkaProducer(**{
+        "bootstrap_servers": bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "retries": sys.maxsize,
+        "max_in_flight_requests_per_connection": 5,
+        "delivery_timeout_ms": 180_000,
+        "linger_ms": 20,
+        "batch_size": 256 * 1024,
+        **overrides,
+    })
 
 
 def produce(settings, count: int | None = None, duration_s: float | None = None, rate: float | None = None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pyspark.sql.types import StructType
 
 from lakehouse.schemas.keys import LANDING_KEYS
-from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
+from lakehouse.schemas.landing import CLICKSTREAM, DECISIONS, TRANSACTIONS
 from lakehouse.settings import Settings
 from lakehouse.tables import Table, table
 
@@ -39,19 +39,24 @@ class StreamSource:
         return f"{settings.kafka_topic_prefix}.{self.name}"
 
 
+# What simulated shoppers send (streaming.producer).
 SOURCES: dict[str, StreamSource] = {
     "transactions": StreamSource("transactions", TRANSACTIONS, key="order_id"),
     "clickstream": StreamSource("clickstream", CLICKSTREAM, key="session_id"),
 }
+# What the API sends: one record per pricing or shipping decision (serving.decision_log).
+DECISION_LOG = StreamSource("decisions", DECISIONS, key="decision_id")
+# Everything the streaming job lands in bronze.
+STREAMED: dict[str, StreamSource] = {**SOURCES, DECISION_LOG.name: DECISION_LOG}
 
 DEAD_LETTER = table("bronze.dead_letter")
 
 
 def source(name: str) -> StreamSource:
     try:
-        return SOURCES[name]
+        return STREAMED[name]
     except KeyError:
-        raise KeyError(f"unknown stream source {name!r}; known: {', '.join(SOURCES)}") from None
+        raise KeyError(f"unknown stream source {name!r}; known: {', '.join(STREAMED)}") from None
 
 
 def ensure_topics(settings: Settings, sources: list[StreamSource]) -> None:

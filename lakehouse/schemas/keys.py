@@ -4,6 +4,8 @@ A record without its key cannot be de-duplicated or merged, so batch ingestion q
 (`missing_required`) and silver de-duplicates by it, latest ingestion wins.
 """
 
+from lakehouse.schemas.decisions import DECISION_KEY
+
 LANDING_KEYS: dict[str, tuple[str, ...]] = {
     "products": ("sku",),
     "suppliers": ("supplier_id", "sku", "valid_from"),
@@ -14,4 +16,6 @@ LANDING_KEYS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
     "transactions": ("event_id",),
     "clickstream": ("event_id",),
+    # The API's decision log: Kafka only, no landing file.
+    "decisions": DECISION_KEY,
 }

@@ -28,6 +28,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from lakehouse.schemas.decisions import DECISION_FIELDS
+
 
 def _schema(*fields: tuple[str, object]) -> StructType:
     # Every landing column is nullable: a source may send nulls anywhere, quality gates decide later.
@@ -174,6 +176,14 @@ LANDING_FORMATS: dict[str, str] = {
     "transactions": "json",
     "clickstream": "json",
 }
+
+# The API's decision log arrives only through Kafka (no landing file). A field's type is as the JSON
+# message carries it: `guardrails` stays the JSON array's text, which silver parses (like event times).
+_AS_SENT = {"string": StringType(), "double": DoubleType(), "boolean": BooleanType(), "array<string>": StringType()}
+DECISIONS = _schema(*((name, _AS_SENT[kind]) for name, kind in DECISION_FIELDS.items()))
+
+# Every source's schema as sent: the landing files' and the Kafka-only decision log.
+SOURCE_SCHEMAS: dict[str, StructType] = {**LANDING_SCHEMAS, "decisions": DECISIONS}
 
 # Columns a source starts sending mid-history (see docs/simulator.md); not part of the schemas above.
 LANDING_LATE_COLUMNS: dict[str, tuple[str, ...]] = {

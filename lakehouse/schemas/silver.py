@@ -12,6 +12,7 @@ Conventions (the standardization rules of `spark_jobs.silver`, documented in doc
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    ArrayType,
     BooleanType,
     DateType,
     DoubleType,
@@ -22,6 +23,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from lakehouse.schemas.decisions import DECISION_FIELDS
 from lakehouse.schemas.keys import LANDING_KEYS
 
 # The bronze row each silver row comes from: unexpected fields as sent, file, ingestion run and date.
@@ -154,6 +156,22 @@ CLICKSTREAM = _schema(
     ("order_id", StringType()),
 )
 
+_TYPED = {"string": StringType(), "double": DoubleType(), "boolean": BooleanType(),
+          "array<string>": ArrayType(StringType())}
+
+
+def _decision_fields():
+    """The decision record typed: event_time a UTC timestamp followed by its date (the partition)."""
+    for name, kind in DECISION_FIELDS.items():
+        if name == "event_time":
+            yield name, TimestampType()
+            yield "event_date", DateType()
+        else:
+            yield name, _TYPED[kind]
+
+
+DECISIONS = _schema(*_decision_fields())
+
 SILVER_SCHEMAS: dict[str, StructType] = {
     "products": PRODUCTS,
     "suppliers": SUPPLIERS,
@@ -164,6 +182,7 @@ SILVER_SCHEMAS: dict[str, StructType] = {
     "customers": CUSTOMERS,
     "transactions": TRANSACTIONS,
     "clickstream": CLICKSTREAM,
+    "decisions": DECISIONS,
 }
 
 # Silver keeps the landing natural keys (after standardization, so `sku000123` and `SKU-000123` are one).
@@ -172,5 +191,5 @@ SILVER_KEYS: dict[str, tuple[str, ...]] = dict(LANDING_KEYS)
 # Promotion order: fx rates and the zone chart first, because the others are converted and zoned with them.
 PROMOTION_ORDER: tuple[str, ...] = (
     "fx_rates", "shipping_zones", "shipping_rates", "products", "suppliers", "market_prices",
-    "customers", "transactions", "clickstream",
+    "customers", "transactions", "clickstream", "decisions",
 )

@@ -1,0 +1,33 @@
+"""The decision log record, declared once: one per pricing or shipping answer of the API.
+
+The API (`serving.decision_log`) sends each record as a JSON object to Kafka (`<prefix>.decisions`,
+keyed by decision_id); the streaming job lands it in `bronze.decisions_stream` with the message
+schema derived from this one (`lakehouse.schemas.landing.DECISIONS`), and silver promotion types it
+(`lakehouse.schemas.silver.DECISIONS`). Plain Python on purpose: the API imports it without Spark.
+Types are Spark SQL type names.
+"""
+
+from __future__ import annotations
+
+DECISION_FIELDS: dict[str, str] = {
+    "decision_id": "string",  # uuid4, also returned in the API's answer
+    "event_time": "string",  # when the decision was made, ISO-8601 in UTC
+    "endpoint": "string",  # pricing | shipping
+    "customer_id": "string",
+    "session_id": "string",
+    "experiment": "string",  # null when no experiment applies
+    "variant": "string",
+    "strategy": "string",  # model | rule_based
+    "model_name": "string",  # null for rule_based
+    "model_version": "string",
+    "sku": "string",  # null for shipping
+    "request": "string",  # the request as a JSON string
+    "response": "string",  # the answer as a JSON string
+    "price_usd": "double",  # pricing
+    "estimate_usd": "double",  # shipping
+    "guardrails": "array<string>",  # names of the guardrails that changed the answer
+    "fallback": "boolean",  # the rule-based fallback answered because a model or features were missing
+    "latency_ms": "double",  # time spent answering
+}
+
+DECISION_KEY: tuple[str, ...] = ("decision_id",)

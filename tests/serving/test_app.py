@@ -1,0 +1,43 @@
+import stat
+
+from fastapi.testclient import TestClient
+
+from serving.app import Components, create_app
+from serving.experiments import Subject
+from serving.gateway import CallerKey, initial_key_file
+from serving.online_features import COLUMNS
+
+
+def test_the_app_starts_its_components_and_stops_them(own_settings):
+    app = create_app(own_settings)
+
+    @app.get("/v1/whoami")
+    def whoami(key: CallerKey, components: Components) -> dict:
+        return {"name": key.name, "features": components.features.versions(),
+                # bucket("pricing_model_vs_rules", "2026-11", "C-000001") is 653: the model's half.
+                "variant": components.experiments.assign("pricing", Subject(customer_id="C-000001")).variant}
+
+    with TestClient(app) as client:
+        key_file = initial_key_file(own_settings)
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/v1/whoami").status_code == 401
+        assert client.get("/v1/whoami", headers={"X-API-Key": key}).json() == {
+            "name": "default", "features": dict.fromkeys(COLUMNS), "variant": "model"}
+        assert client.post("/v1/whoami", content=b"x" * 2048).status_code == 413
+        reader = app.state.serving.features.reader._process
+        metrics = client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'lakehouse_api_requests_total{endpoint="/v1/whoami",method="GET",status="401"} 1.0' in metrics.text
+        assert 'lakehouse_api_requests_total{endpoint="unmatched",method="POST",status="413"} 1.0' in metrics.text
+        assert 'lakehouse_online_features_table_version{table="silver.products"} -1.0' in metrics.text
+        assert "lakehouse_decision_log_queue_depth 0.0" in metrics.text
+        schema = client.get("/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
+            "type": "apiKey", "in": "header", "name": "X-API-Key",
+            "description": "An API key from `lakehouse api-key create --name NAME`."}
+
+    assert reader.returncode == 0  # shutdown closed the feature reader
+    assert app.state.serving.decision_log._closed
+

@@ -1,0 +1,118 @@
+"""Integration: decision records -> the real Kafka broker -> bronze.decisions_stream -> silver.decisions."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.delta import read_delta
+from lakehouse.tables import table
+from serving.decision_log import DecisionLogger, decision_record, encode
+from serving.metrics import ServingMetrics
+from spark_jobs import promote_silver
+from streaming.bronze import StreamOptions, start
+from streaming.producer import kafka_producer
+from streaming.topics import DEAD_LETTER, DECISION_LOG
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 24, 6, 0, 0, 250000, tzinfo=UTC)
+
+
+def consume(settings, expected: int) -> list:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(DECISION_LOG.topic(settings), bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+    try:
+        messages = []
+        for message in consumer:
+            messages.append(message)
+            if len(messages) == expected:
+                break
+        return messages
+    finally:
+        consumer.close()
+
+
+def pricing_decision(i: int, **overrides) -> dict:
+    return decision_record(**{
+        "decision_id": f"00000000-0000-4000-8000-{i:012d}", "event_time": (T0 + timedelta(seconds=i)).isoformat(),
+        "endpoint": "pricing", "customer_id": f"C-{i:06d}", "session_id": f"S-{i}",
+        "experiment": "pricing_model_vs_rules", "variant": "model", "strategy": "model",
+        "model_name": "pricing_demand", "model_version": "3", "sku": f"SKU-{i:06d}",
+        "request": {"sku": f"SKU-{i:06d}", "customer_id": f"C-{i:06d}"}, "response": {"price_usd": 10.0 + i},
+        "price_usd": 10.0 + i, "guardrails": ["min_margin"] if i % 2 else [], "fallback": False,
+        "latency_ms": 1.5 * i, **overrides})
+
+
+def test_decision_records_reach_the_topic_keyed_by_decision_id(own_settings, stack):
+    metrics = ServingMetrics()
+    logger = DecisionLogger(own_settings, metrics).start()
+    records = [pricing_decision(i) for i in range(5)]
+
+    for record in records:
+        logger.log(record)
+    logger.close()
+
+    messages = consume(own_settings, 5)
+    assert sorted((m.key.decode(), json.loads(m.value)) for m in messages) == sorted(
+        (r["decision_id"], json.loads(encode(r))) for r in records)
+    assert metrics.registry.get_sample_value("lakehouse_decision_log_sent_total") == 5
+    assert metrics.registry.get_sample_value("lakehouse_decision_log_dropped_total", {"reason": "kafka_error"}) is None
+
+
+def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_settings, stack, monkeypatch):
+    logger = DecisionLogger(own_settings, ServingMetrics()).start()
+    shipping = decision_record(decision_id="00000000-0000-4000-8000-000000000009", event_time=T0.isoformat(),
+                               endpoint="shipping", session_id="S-9", strategy="rule_based",
+                               request={"postal_code": "02139"}, response={"estimate_usd": 7.25},
+                               estimate_usd=7.25, fallback=True, latency_ms=0.8)
+    negative = pricing_decision(3, price_usd=-1.0)
+    for record in (pricing_decision(1), pricing_decision(2), shipping, negative):
+        logger.log(record)
+    logger.close()
+    # A message without its decision_id, as a broken producer would send it: a dead letter.
+    producer = kafka_producer(own_settings.kafka_bootstrap_servers)
+    producer.send(DECISION_LOG.topic(own_settings), json.dumps({"endpoint": "pricing"}).encode())
+    producer.flush()
+    producer.close()
+
+    [query] = start(spark, own_settings, [DECISION_LOG], StreamOptions("1 second", None, trigger="available-now"))
+    assert query.awaitTermination(180) and query.exception() is None
+
+    bronze = read_delta(spark, DECISION_LOG.bronze.location(own_settings))
+    assert sorted(r.decision_id for r in bronze.collect()) == sorted(
+        [f"00000000-0000-4000-8000-{i:012d}" for i in (1, 2, 3, 9)])
+    assert bronze.where("decision_id LIKE '%0001'").first().guardrails == '["min_margin"]'  # as sent: JSON text
+    dead = read_delta(spark, DEAD_LETTER.location(own_settings)).select("source", "reason", "raw").collect()
+    assert [tuple(r) for r in dead] == [("decisions", "missing_required: decision_id", '{"endpoint": "pricing"}')]
+
+    # Silver leaves stream rows younger than the grace period for the next run; these were just written.
+    monkeypatch.setattr(promote_silver, "STREAM_GRACE", timedelta(0))
+    [result] = promote_silver.run(spark, own_settings, ["decisions"])
+
+    assert (result.rows_read, result.promoted, result.quarantined) == (4, 3, 1)
+    silver = read_delta(spark, table("silver.decisions").location(own_settings))
+    assertDataFrameEqual(
+        silver.select("decision_id", "event_time", "event_date", "endpoint", "variant", "strategy", "model_version",
+                      "sku", "price_usd", "estimate_usd", "guardrails", "fallback", "latency_ms",
+                      F.get_json_object("request", "$.sku").alias("request_sku")),
+        [Row(decision_id="00000000-0000-4000-8000-000000000001", event_time=datetime(2026, 11, 24, 6, 0, 1, 250000),
+             event_date=date(2026, 11, 24), endpoint="pricing", variant="model", strategy="model", model_version="3",
+             sku="SKU-000001", price_usd=11.0, estimate_usd=None, guardrails=["min_margin"], fallback=False,
+             latency_ms=1.5, request_sku="SKU-000001"),
+         Row(decision_id="00000000-0000-4000-8000-000000000002", event_time=datetime(2026, 11, 24, 6, 0, 2, 250000),
+             event_date=date(2026, 11, 24), endpoint="pricing", variant="model", strategy="model", model_version="3",
+             sku="SKU-000002", price_usd=12.0, estimate_usd=None, guardrails=[], fallback=False, latency_ms=3.0,
+             request_sku="SKU-000002"),
+         Row(decision_id="00000000-0000-4000-8000-000000000009", event_time=datetime(2026, 11, 24, 6, 0, 0, 250000),
+             event_date=date(2026, 11, 24), endpoint="shipping", variant=None, strategy="rule_based",
+             model_version=None, sku=None, price_usd=None, estimate_usd=7.25, guardrails=[], fallback=True,
+             latency_ms=0.8, request_sku=None)])
+    quarantined = read_delta(spark, table("silver.quarantine").location(own_settings)).collect()
+    assert [(r.source, json.loads(r.record_key), r.failed_rules) for r in quarantined] == [
+        ("decisions", {"decision_id": "00000000-0000-4000-8000-000000000003"}, ["price_non_negative"])]
