@@ -170,18 +170,24 @@ def _mlflow_service(settings: Settings) -> Service:
     )
 
 
+def _child_env(settings: Settings) -> dict[str, str]:
+    """Where a Python service finds the stack: it reads its settings from the environment, so pass
+    this stack's, not the caller's."""
+    return {"LAKEHOUSE_STATE_DIR": str(settings.state_dir), "LAKEHOUSE_JARS_DIR": str(settings.jars_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {})}
+
+
 def _streaming_service(settings: Settings) -> Service:
-    """One Spark driver running the Kafka -> bronze queries of both topics (streaming.bronze)."""
+    """One Spark driver running the Kafka -> bronze queries of every streamed topic (streaming.bronze)."""
     from streaming.bronze import heartbeat_file, heartbeat_fresh
 
-    # The child reads its settings from the environment: pass this stack's, not the caller's.
-    env = {"LAKEHOUSE_STATE_DIR": str(settings.state_dir), "LAKEHOUSE_JARS_DIR": str(settings.jars_dir),
-           "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+    env = {**_child_env(settings),
            "LAKEHOUSE_STREAMING_TRIGGER_INTERVAL": settings.streaming_trigger_interval,
            "LAKEHOUSE_STREAMING_MAX_OFFSETS_PER_TRIGGER": str(settings.streaming_max_offsets_per_trigger),
-           "SPARK_MASTER_URL": settings.spark_master_url,
-           **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {})}
+           "SPARK_MASTER_URL": settings.spark_master_url}
     return Service(
         name="streaming",
         command=[sys.executable, "-m", "streaming.bronze", "--trigger", "processing"],
@@ -193,9 +199,25 @@ def _streaming_service(settings: Settings) -> Service:
     )
 
 
+def _serving_service(settings: Settings) -> Service:
+    """The API: one uvicorn worker serving `serving.app:app`, logging JSON lines like every job
+    (uvicorn's own log config off, its loggers propagate; no access log: /metrics counts requests)."""
+    host, port = settings.api_host, settings.api_port
+    run = ("from lakehouse.log import configure_logging; configure_logging(); import uvicorn; "
+           f"uvicorn.run('serving.app:app', host={host!r}, port={port}, log_config=None, access_log=False)")
+    return Service(
+        name="serving",
+        command=[sys.executable, "-c", run],
+        port=port,
+        healthy=lambda: http_ok(f"http://{host}:{port}/healthz"),
+        env=_child_env(settings),
+    )
+
+
 def services(settings: Settings) -> list[Service]:
     """The native stack in start order."""
-    return [_kafka_service(settings), _mlflow_service(settings), _streaming_service(settings)]
+    return [_kafka_service(settings), _mlflow_service(settings), _streaming_service(settings),
+            _serving_service(settings)]
 
 
 class Stack:
