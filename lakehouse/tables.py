@@ -83,6 +83,30 @@ TABLES: dict[str, Table] = {
         Table("silver.quarantine", ("source",), "spark_jobs.promote_silver",
               "Rows removed by a drop rule on their way to silver: the standardized row as JSON, its key and "
               "the names of the rules it failed. One row per removed row."),
+        Table("gold.pricing_daily", ("category",), "spark_jobs.gold",
+              "What happened to each active SKU each UTC date: views, add-to-carts, purchases, units, revenue, "
+              "mean price shown, competitor minimum, unit cost, MAP (the demand labels). One row per sku, date."),
+        Table("gold.pricing_features", ("category",), "spark_jobs.gold",
+              "Pricing features known at as_of_date 00:00 UTC (feature_time), from data strictly before: "
+              "conversion, anchor score, prices, competitor index, cost, margin, calendar. One row per sku, "
+              "as_of_date."),
+        Table("gold.shipping_features", ("delivery_zone",), "spark_jobs.gold",
+              "Each shipment: parcel weight and volume, billable weight, the carrier's rate-card price on the order "
+              "date (baseline) and its invoice (label). One row per order_id."),
+        Table("gold.quarantine", ("table",), "spark_jobs.gold",
+              "Rows of the latest gold build removed by a drop rule: the row as JSON, its key and the names of the "
+              "rules it failed. One row per removed row."),
+        Table("gold.prices", ("valid_from",), "spark_jobs.score",
+              "The price of each SKU from valid_from on, decided by the champion pricing model under the "
+              "guardrails (rule-based without a model): candidate, guardrails applied, the rule-based price, "
+              "expected units and profit, model version. One row per sku, valid_from."),
+        Table("gold.shipping_rate_cards", (), "spark_jobs.score",
+              "Expected carrier invoice of a parcel at each weight band's upper weight, by the champion shipping "
+              "model, beside the published rate; the cheapest carrier marked. One row per delivery_zone, "
+              "weight_band_kg, service_level, carrier and valid_from."),
+        Table("ops.gold_progress", (), "spark_jobs.gold",
+              "One row per silver table and gold build: the silver version the build read (a re-run on the same "
+              "versions is skipped)."),
         Table("ops.quality_results", (), "spark_jobs.promote_silver",
               "One row per quality rule and promotion batch: run id, table, rule, expectation, severity, "
               "success, unexpected and element counts, time."),
