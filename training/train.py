@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 import mlflow
 import numpy as np
@@ -167,12 +168,16 @@ def run(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODEL
 
 
 def holdout_scorer(spark: SparkSession, settings: Settings, name: str):
-    """The promotion score of a model on the current holdout (lower is better)."""
+    """The promotion score of a model on the current holdout (lower is better); the holdout is read on first use."""
+    @cache
+    def holdout() -> pd.DataFrame:
+        if name == registry.PRICING_MODEL:
+            return split_holdout(pricing_frame(spark, settings), "date")[1]
+        return split_holdout(shipping_frame(spark, settings), "order_date")[1]
+
     if name == registry.PRICING_MODEL:
-        holdout = split_holdout(pricing_frame(spark, settings), "date")[1]
-        return lambda model: demand.poisson_deviance(model, holdout)
-    holdout = split_holdout(shipping_frame(spark, settings), "order_date")[1]
-    return lambda model: shipping.mean_absolute_error(model, holdout)
+        return lambda model: demand.poisson_deviance(model, holdout())
+    return lambda model: shipping.mean_absolute_error(model, holdout())
 
 
 def promote_all(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODELS) -> list[registry.Promotion]:
