@@ -53,8 +53,9 @@ class QualityGateError(RuntimeError):
 class QualityGate:
     """Validates promotion batches against `suites` and keeps their results for the Data Docs."""
 
-    def __init__(self, docs_dir: Path, suites: dict[str, tuple[Rule, ...]] = SUITES):
-        self.docs_dir, self.suites = docs_dir, suites
+    def __init__(self, docs_dir: Path, suites: dict[str, tuple[Rule, ...]] = SUITES, layer: str = "silver"):
+        # `layer` names the suites after the table they guard: `<layer>.<source>`.
+        self.docs_dir, self.suites, self.layer = docs_dir, suites, layer
         self.context = gx.get_context(mode="ephemeral")
         # GE draws a progress bar per validation on stderr; the job logs its own progress.
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -70,7 +71,7 @@ class QualityGate:
     def _definition(self, source: str) -> gx.ValidationDefinition:
         if source not in self._definitions:
             suite = self.context.suites.add(gx.ExpectationSuite(
-                name=f"silver.{source}", expectations=[r.to_expectation() for r in self.suites[source]]))
+                name=f"{self.layer}.{source}", expectations=[r.to_expectation() for r in self.suites[source]]))
             batch = self.data_source.add_dataframe_asset(source).add_batch_definition_whole_dataframe("batch")
             self._definitions[source] = self.context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"promote_{source}", data=batch, suite=suite))

@@ -122,3 +122,56 @@ SUITES: dict[str, tuple[Rule, ...]] = {
         Rule("fallback_present", WARN, NotNull, {"column": "fallback"}),
     ),
 }
+
+
+# Gold: the silver -> gold checks (spark_jobs.gold), one suite per gold table. Keys and arithmetic that
+# cannot go wrong unless a feature function broke are `fail`; rows a model cannot learn from (no
+# category, no cost, no parcel, no rate card, no invoice) are `drop`; odd but possible values `warn`.
+CompoundUnique = gxe.ExpectCompoundColumnsToBeUnique
+Unique = gxe.ExpectColumnValuesToBeUnique
+AGreaterThanB = gxe.ExpectColumnPairValuesAToBeGreaterThanB
+
+
+def _rate(column: str) -> Rule:
+    return Rule(f"{column}_in_0_1", WARN, Between, {"column": column, "min_value": 0, "max_value": 1})
+
+
+GOLD_SUITES: dict[str, tuple[Rule, ...]] = {
+    "pricing_daily": (
+        Rule("sku_present", FAIL, NotNull, {"column": "sku"}),
+        Rule("key_unique", FAIL, CompoundUnique, {"column_list": ["sku", "date"]}),
+        Rule("units_non_negative", FAIL, Between, {"column": "units", "min_value": 0}),
+        # Events of a SKU silver.products does not know (or before its launch) have no category.
+        Rule("category_present", DROP, NotNull, {"column": "category"}),
+        Rule("avg_price_positive", WARN, Between, {"column": "avg_price_usd", "min_value": 0, "strict_min": True}),
+        Rule("unit_cost_present", WARN, NotNull, {"column": "unit_cost_usd"}),
+    ),
+    "pricing_features": (
+        Rule("feature_time_present", FAIL, NotNull, {"column": "feature_time"}),
+        Rule("key_unique", FAIL, CompoundUnique, {"column_list": ["sku", "as_of_date"]}),
+        Rule("margin_at_most_100", FAIL, Between, {"column": "margin_pct", "max_value": 100}),
+        Rule("anchor_score_non_negative", FAIL, Between, {"column": "anchor_score", "min_value": 0}),
+        # Without a supplier cost there is no margin to optimise.
+        Rule("unit_cost_present", DROP, NotNull, {"column": "unit_cost_usd"}),
+        *(_rate(f"{level}_conversion_{n}d") for level in ("sku", "category") for n in (7, 28, 90)),
+        Rule("last_price_present", WARN, NotNull, {"column": "last_price_usd"}),
+        Rule("competitor_price_index_positive", WARN, Between,
+             {"column": "competitor_price_index", "min_value": 0, "strict_min": True}),
+    ),
+    "shipping_features": (
+        Rule("order_id_unique", FAIL, Unique, {"column": "order_id"}),
+        Rule("billable_at_least_actual", FAIL, AGreaterThanB,
+             {"column_A": "billable_weight_kg", "column_B": "actual_weight_kg", "or_equal": True,
+              "ignore_row_if": "either_value_is_missing"}),
+        Rule("rate_card_cost_positive", FAIL, Between,
+             {"column": "rate_card_cost_usd", "min_value": 0, "strict_min": True}),
+        Rule("zone_known", DROP, NotNull, {"column": "delivery_zone"}),
+        Rule("carrier_known", DROP, NotNull, {"column": "carrier"}),
+        # Null when a line's product has no measures or lines of the order are missing (features.shipping).
+        Rule("parcel_measured", DROP, NotNull, {"column": "actual_weight_kg"}),
+        Rule("rate_card_found", DROP, NotNull, {"column": "rate_card_cost_usd"}),
+        Rule("invoice_present", DROP, NotNull, {"column": "actual_shipping_cost_usd"}),
+        Rule("invoice_non_negative", DROP, Between, {"column": "actual_shipping_cost_usd", "min_value": 0}),
+        Rule("shipping_charged_present", WARN, NotNull, {"column": "shipping_charged_usd"}),
+    ),
+}

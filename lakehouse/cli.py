@@ -123,8 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     promote_silver.add_arguments(silver_parser)
     silver_parser.set_defaults(run=promote_silver.main)
 
+    from spark_jobs import gold
+
+    gold_parser = commands.add_parser(
+        "gold", help="silver -> gold feature tables behind Great Expectations quality gates",
+        description="Build gold.pricing_daily, gold.pricing_features and gold.shipping_features from silver "
+                    "(docs/features.md), validate them (warn / drop to gold.quarantine / fail) and overwrite them; "
+                    "skipped when no silver table changed since the last build. Exits 2 when a fail rule fails "
+                    "(no gold table is written), 1 when a silver table is missing.")
+    gold.add_arguments(gold_parser)
+    gold_parser.set_defaults(run=gold.main)
+
     commands.add_parser("pipeline", help="run the batch pipeline end to end",
-                        description="Run every batch step in order (ingest, silver, ...) with progress and a summary."
+                        description="Run every batch step in order (ingest, silver, gold) with progress and a summary."
                         ).set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "

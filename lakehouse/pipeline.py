@@ -39,7 +39,13 @@ def _silver(spark: SparkSession, settings: Settings) -> str:
             f"rows, {sum(r.quarantined for r in results)} quarantined, {sum(r.drift for r in results)} drift findings")
 
 
-STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver}
+def _gold(spark: SparkSession, settings: Settings) -> str:
+    from spark_jobs.gold import run
+
+    return run(spark, settings).summary()
+
+
+STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold}
 
 
 def run_pipeline(spark: SparkSession, settings: Settings) -> dict[str, str]:

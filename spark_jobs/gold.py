@@ -1,0 +1,238 @@
+"""Gold: silver -> the pricing and shipping feature tables, behind Great Expectations quality gates.
+
+Thin job around `features` (definitions: docs/features.md). A run:
+
+1. Pins the current version of every silver table gold reads (`SILVER_INPUTS`). When the last build
+   recorded in `ops.gold_progress` read exactly these versions, it stops: nothing is written.
+2. Builds `gold.pricing_daily` (the clickstream and order lines aggregated once, to SKU-day), then
+   `gold.pricing_features` from its kept rows, and `gold.shipping_features`. Each is cached, validated
+   once with its suite (`expectations.suites.GOLD_SUITES`; results to `ops.quality_results`) and split
+   by its `drop` rules (removed rows go to `gold.quarantine` with the rules' names).
+3. A failed `fail` rule in any table: no gold table is written (all keep their version), the run
+   raises QualityGateError listing every failed rule (`lakehouse gold` exits 2).
+4. Otherwise every gold table and `gold.quarantine` is overwritten (a full recompute: the tables are
+   small), then the silver versions read go to `ops.gold_progress`. A crash before that point only
+   means the next run builds again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from features.pricing import lowest_cost_history, pricing_daily, pricing_features
+from features.shipping import shipping_features
+from lakehouse.delta import delta_exists, read_delta, table_version
+from lakehouse.schemas.gold import GOLD_KEYS
+from lakehouse.settings import Settings, get_settings
+from lakehouse.tables import table
+from spark_jobs.promote_silver import QUALITY_RESULTS_SCHEMA
+from spark_jobs.silver import split_by_rules
+
+if TYPE_CHECKING:
+    from expectations.gate import QualityGate, RuleResult
+    from expectations.rules import Rule
+
+log = logging.getLogger(__name__)
+
+SILVER_INPUTS = ("products", "suppliers", "market_prices", "transactions", "clickstream", "shipping_rates",
+                 "quarantine")
+# silver.quarantine exists once a drop rule has removed a row; until then gold reads it as empty.
+_EMPTY_QUARANTINE = "source string, record_key string, record string"
+
+PROGRESS_SCHEMA = StructType([
+    StructField("run_id", StringType(), False),
+    StructField("silver_table", StringType(), False),
+    StructField("silver_version", LongType(), False),
+    StructField("built_at", TimestampType(), False),
+])
+
+
+@dataclass(frozen=True)
+class GoldResult:
+    """What a run did: rows written and quarantined per gold table (empty when skipped)."""
+
+    run_id: str
+    skipped: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return "silver unchanged since the last build: nothing to do"
+        return ", ".join(f"{name} {n} rows ({self.quarantined[name]} quarantined)" for name, n in self.rows.items())
+
+
+def quarantine_rows(dropped: DataFrame, name: str, keys: tuple[str, ...], run_id: str) -> DataFrame:
+    """Rows a drop rule removed from gold table `name` -> `gold.quarantine`: key and whole row as JSON and
+    the rules' names (`failed_rules`, from `split_by_rules`). Grain: one row per removed row."""
+    row = [c for c in dropped.columns if c != "failed_rules"]
+    return dropped.select(F.lit(name).alias("table"), F.to_json(F.struct(*keys)).alias("record_key"),
+                          "failed_rules", F.to_json(F.struct(*row)).alias("record"), F.lit(run_id).alias("run_id"))
+
+
+def silver_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The current version of every silver table gold reads (silver.quarantine only if it exists yet);
+    another missing table is an error."""
+    versions = {}
+    for source in SILVER_INPUTS:
+        name = f"silver.{source}"
+        version = table_version(spark, table(name).location(settings))
+        if version is not None:
+            versions[name] = version
+        elif source != "quarantine":
+            raise FileNotFoundError(f"gold reads {name}, which does not exist yet: run `lakehouse silver` first")
+    return versions
+
+
+def last_build(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The silver versions the latest recorded build read ({} before the first build)."""
+    location = table("ops.gold_progress").location(settings)
+    if not delta_exists(spark, location):
+        return {}
+    progress = read_delta(spark, location)
+    latest = progress.agg(F.max_by("run_id", "built_at")).first()[0]
+    return {r.silver_table: r.silver_version for r in progress.where(F.col("run_id") == latest).collect()}
+
+
+@dataclass
+class _Gated:
+    """One gold table after its gate: the rows to write, the rows to quarantine, the rule results."""
+
+    kept: DataFrame
+    quarantined: DataFrame
+    results: list[RuleResult]
+
+
+def _gate(gate: QualityGate, name: str, frame: DataFrame, run_id: str) -> _Gated:
+    from expectations.rules import failed_drop_rules
+
+    results = gate.validate(name, frame)
+    kept, dropped = split_by_rules(frame, failed_drop_rules(gate.suites[name]))
+    return _Gated(kept, quarantine_rows(dropped, name, GOLD_KEYS[name], run_id), results)
+
+
+def _quality_rows(run_id: str, results: list[RuleResult]) -> list[tuple]:
+    return [(run_id, f"gold.{r.source}", r.rule.name, r.rule.expectation.__name__,
+             json.dumps(dict(r.rule.kwargs), sort_keys=True), r.rule.severity.value, r.success,
+             r.unexpected_count, r.element_count, r.validated_at) for r in results]
+
+
+def _append(spark: SparkSession, settings: Settings, name: str, rows: list[tuple], schema: StructType) -> None:
+    spark.createDataFrame(rows, schema).write.format("delta").mode("append").save(table(name).location(settings))
+
+
+def _overwrite(settings: Settings, name: str, frame: DataFrame) -> None:
+    target = table(name)
+    (frame.write.format("delta").mode("overwrite").partitionBy(*target.partition_by)
+     .save(target.location(settings)))
+
+
+def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: str | None = None,
+        suites: dict[str, tuple[Rule, ...]] | None = None) -> GoldResult:
+    """Build every gold table from silver (see the module docstring); `force` builds even when silver is
+    unchanged. `suites` replaces GOLD_SUITES (tests inject rules). Raises QualityGateError when a
+    `fail` rule fails (no gold table written), FileNotFoundError when a silver table is missing."""
+    # Great Expectations takes seconds to import: only jobs that validate pay for it, not the CLI.
+    from expectations.gate import QualityGate, QualityGateError, gate_failures
+    from expectations.suites import GOLD_SUITES
+
+    run_id, clock = run_id or uuid.uuid4().hex, time.monotonic()
+    versions = silver_versions(spark, settings)
+    if not force and versions == last_build(spark, settings):
+        log.info("gold up to date", extra={"silver_versions": versions})
+        return GoldResult(run_id, skipped=True)
+
+    silver = {name.split(".")[1]: read_delta(spark, table(name).location(settings), version)
+              for name, version in versions.items()}
+    silver.setdefault("quarantine", spark.createDataFrame([], _EMPTY_QUARANTINE))
+    gate = QualityGate(settings.state_dir / "data_docs", suites or GOLD_SUITES, layer="gold")
+    cached: list[DataFrame] = []
+    rows: dict[str, int] = {}
+    quarantined: dict[str, int] = {}
+
+    def built(name: str, frame: DataFrame) -> _Gated:
+        cached.append(frame.persist())
+        gated = _gate(gate, name, frame, run_id)
+        log.info("gold table validated", extra={
+            "table": f"gold.{name}", "rows": gated.results[0].element_count if gated.results else None,
+            "rules_failed": [r.rule.name for r in gated.results if not r.success],
+            "elapsed_s": round(time.monotonic() - clock, 1)})
+        return gated
+
+    try:
+        daily = built("pricing_daily", pricing_daily(silver["products"], silver["clickstream"],
+                                                     silver["transactions"], silver["market_prices"],
+                                                     silver["suppliers"]))
+        gated = {
+            "pricing_daily": daily,
+            "pricing_features": built("pricing_features", pricing_features(
+                daily.kept, silver["products"], lowest_cost_history(silver["suppliers"]))),
+            "shipping_features": built("shipping_features", shipping_features(
+                silver["transactions"], silver["products"], silver["shipping_rates"], silver["quarantine"])),
+        }
+        results = [r for g in gated.values() for r in g.results]
+        failures = gate_failures(results)
+        if failures:
+            _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
+            raise QualityGateError(failures)
+
+        quarantine = None
+        for name, g in gated.items():
+            _overwrite(settings, f"gold.{name}", g.kept)
+            q = g.quarantined.persist()
+            cached.append(q)
+            quarantined[name] = q.count()
+            rows[name] = g.kept.count()
+            quarantine = q if quarantine is None else quarantine.unionByName(q)
+            log.info("gold table written", extra={"table": f"gold.{name}", "rows": rows[name],
+                                                  "quarantined": quarantined[name],
+                                                  "elapsed_s": round(time.monotonic() - clock, 1)})
+        _overwrite(settings, "gold.quarantine", quarantine)
+        _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
+        built_at = datetime.now(UTC)
+        _append(spark, settings, "ops.gold_progress",
+                [(run_id, name, version, built_at) for name, version in versions.items()], PROGRESS_SCHEMA)
+    finally:
+        for frame in cached:
+            frame.unpersist()
+        docs = gate.build_docs()
+        if docs:
+            log.info("data docs", extra={"index": str(docs)})
+    result = GoldResult(run_id, skipped=False, rows=rows, quarantined=quarantined)
+    log.info("gold built", extra={"run_id": run_id, "seconds": round(time.monotonic() - clock, 1),
+                                  "summary": result.summary()})
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild even when no silver table changed since the last build")
+
+
+def main(args: argparse.Namespace) -> int:
+    from expectations.gate import QualityGateError
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    try:
+        result = run(get_spark("gold", settings), settings, force=args.force)
+    except QualityGateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0

@@ -1,0 +1,148 @@
+"""The gold job on a small simulated data set: ingest -> silver -> gold in a temp lake, checked against the
+simulator's truth; re-runs, a failing gate and the quarantine."""
+
+import argparse
+
+import great_expectations.expectations as gxe
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from expectations.gate import QualityGateError
+from expectations.rules import Rule, Severity
+from expectations.suites import GOLD_SUITES
+from lakehouse.delta import delta_exists, read_delta, table_version
+from lakehouse.schemas.landing import LANDING_SCHEMAS
+from lakehouse.settings import Settings
+from lakehouse.tables import TABLES, table
+from simulator.config import SimConfig
+from simulator.generate import generate
+from simulator.truth import load
+from spark_jobs import gold, ingest, promote_silver
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, spark, settings):
+    own = Settings(state_dir=tmp_path_factory.mktemp("gold"), jars_dir=settings.jars_dir)
+    # Four days: the rate change (day days // 2) falls inside, so both rate-card versions are used.
+    generate(SimConfig(seed=11, skus=100, days=4, scale=0.3), own.landing_dir, own.truth_dir)
+    ingest.run(spark, own, sorted(LANDING_SCHEMAS))
+    promote_silver.run(spark, own)
+    return own, gold.run(spark, own, run_id="build-1")
+
+
+def _read(spark, settings, name):
+    return read_delta(spark, table(name).location(settings))
+
+
+def _versions(spark, settings, layers=("gold", "ops")) -> dict[str, int]:
+    return {n: table_version(spark, t.location(settings)) for n, t in TABLES.items()
+            if t.layer in layers and delta_exists(spark, t.location(settings))}
+
+
+def test_the_shipping_baseline_is_the_simulator_s_rate_card_for_every_order(spark, built):
+    settings, _ = built
+    shipping = _read(spark, settings, "gold.shipping_features").toPandas()
+    truth = load(settings.truth_dir)
+
+    # Our parcel, priced by the simulator's own rate-card function: the same price, to the cent.
+    assert np.allclose(truth.billable_weight_kg(shipping.actual_weight_kg, shipping.volume_cm3, shipping.carrier),
+                       shipping.billable_weight_kg, rtol=0, atol=1e-9)
+    simulator_price = truth.rate_card_cost(shipping.carrier, shipping.service_level, shipping.delivery_zone,
+                                           shipping.billable_weight_kg, shipping.order_date.values,
+                                           shipping.is_remote.astype(bool))
+    assert np.abs(simulator_price - shipping.rate_card_cost_usd).max() <= 0.01
+
+    # Against the true shipments: silver converts lb and inches rounded to 4 and 2 decimals
+    # (docs/simulator.md), which moves a billable weight by well under 0.1%.
+    shipments = pd.read_parquet(settings.truth_dir / "shipments.parquet").set_index("order_id")
+    true_price = shipments.rate_card_cost.reindex(shipping.order_id).to_numpy()
+    assert not np.isnan(true_price).any()
+    assert (np.abs(true_price - shipping.rate_card_cost_usd) <= 0.01 + 1e-3 * true_price).all()
+    assert np.allclose(shipments.actual_cost.reindex(shipping.order_id), shipping.actual_shipping_cost_usd)
+
+
+def test_every_order_and_every_view_is_in_gold_or_in_its_quarantine(spark, built):
+    settings, result = built
+    silver_orders = _read(spark, settings, "silver.transactions").select("order_id").distinct()
+    quarantine = _read(spark, settings, "gold.quarantine")
+    quarantined_orders = quarantine.where(F.col("table") == "shipping_features").select(
+        F.get_json_object("record_key", "$.order_id").alias("order_id"))
+
+    assertDataFrameEqual(_read(spark, settings, "gold.shipping_features").select("order_id")
+                         .unionByName(quarantined_orders), silver_orders)
+    views = _read(spark, settings, "silver.clickstream").where(F.col("event_type") == "view").count()
+    quarantined_views = quarantine.where(F.col("table") == "pricing_daily").select(
+        F.sum(F.get_json_object("record", "$.views").cast("long"))).first()[0] or 0
+    assert _read(spark, settings, "gold.pricing_daily").agg(F.sum("views")).first()[0] + quarantined_views == views
+    assert result.quarantined["shipping_features"] == quarantined_orders.count() > 0
+
+
+def test_quarantined_rows_carry_the_names_of_the_rules_they_failed(spark, built):
+    settings, _ = built
+    quarantine = _read(spark, settings, "gold.quarantine").where(F.col("table") == "shipping_features")
+    lost_lines = _read(spark, settings, "silver.quarantine").where(F.col("source") == "transactions").select(
+        F.get_json_object("record", "$.order_id").alias("order_id"))
+    # An order with a line silver quarantined is an incomplete parcel: gold must not price it.
+    incomplete = (quarantine.where(F.array_contains("failed_rules", "parcel_measured"))
+                  .select(F.get_json_object("record_key", "$.order_id").alias("order_id")))
+    silver_orders = _read(spark, settings, "silver.transactions").select("order_id").distinct()
+
+    assert lost_lines.join(silver_orders, "order_id").subtract(incomplete).count() == 0
+    drop_rules = {r.name for r in GOLD_SUITES["shipping_features"] if r.severity is Severity.DROP}
+    assert {rule for row in quarantine.collect() for rule in row.failed_rules} <= drop_rules
+    # A quarantined order without a parcel weight has no billable weight, so no rate card price either.
+    unpriced = quarantine.where(F.array_contains("failed_rules", "parcel_measured")
+                                & ~F.array_contains("failed_rules", "rate_card_found"))
+    assert unpriced.count() == 0
+    # SKU-days of a product silver quarantined (so it has no category) are quarantined in gold.
+    daily = _read(spark, settings, "gold.quarantine").where(F.col("table") == "pricing_daily").select(
+        "failed_rules", F.get_json_object("record_key", "$.sku").alias("sku"))
+    lost_products = _read(spark, settings, "silver.quarantine").where(F.col("source") == "products").select(
+        F.get_json_object("record_key", "$.sku").alias("sku")).subtract(
+        _read(spark, settings, "silver.products").select("sku"))
+    assertDataFrameEqual(daily.select("sku").distinct(), lost_products)
+    assert {tuple(r.failed_rules) for r in daily.collect()} <= {("category_present",)}
+
+
+def test_a_rerun_on_unchanged_silver_writes_nothing(spark, built):
+    settings, _ = built
+    before = _versions(spark, settings)
+
+    result = gold.run(spark, settings)
+
+    assert result.skipped and result.summary() == "silver unchanged since the last build: nothing to do"
+    assert _versions(spark, settings) == before
+
+
+def test_a_failed_fail_rule_leaves_every_gold_table_unchanged_and_exits_2_naming_it(spark, built, monkeypatch,
+                                                                                     capsys):
+    settings, _ = built
+    never_heavy = Rule("parcels_under_1_gram", Severity.FAIL, gxe.ExpectColumnValuesToBeBetween,
+                       {"column": "billable_weight_kg", "max_value": 0.001})
+    suites = {**GOLD_SUITES, "shipping_features": (*GOLD_SUITES["shipping_features"], never_heavy)}
+    gold_versions = _versions(spark, settings, layers=("gold",))
+
+    with pytest.raises(QualityGateError, match=r"shipping_features\.parcels_under_1_gram"):
+        gold.run(spark, settings, force=True, run_id="failing", suites=suites)
+
+    assert _versions(spark, settings, layers=("gold",)) == gold_versions
+    recorded = _read(spark, settings, "ops.quality_results").where(
+        (F.col("run_id") == "failing") & ~F.col("success")).select("table", "rule", "severity")
+    assert Row("gold.shipping_features", "parcels_under_1_gram", "fail") in recorded.collect()
+    # The command line: exit code 2 and the rule named on stderr; gold still untouched.
+    monkeypatch.setattr(gold, "get_settings", lambda: settings)
+    monkeypatch.setattr("expectations.suites.GOLD_SUITES", suites)
+    assert gold.main(argparse.Namespace(force=True)) == 2
+    assert "shipping_features.parcels_under_1_gram" in capsys.readouterr().err
+    assert _versions(spark, settings, layers=("gold",)) == gold_versions
+
+
+def test_the_build_records_the_silver_versions_it_read(spark, built):
+    settings, _ = built
+    progress = _read(spark, settings, "ops.gold_progress").where(F.col("run_id") == "build-1")
+
+    assert {r.silver_table: r.silver_version for r in progress.collect()} == gold.silver_versions(spark, settings)
