@@ -81,15 +81,24 @@ def active_sku_days(products: DataFrame, first: Column, last: Column) -> DataFra
         F.explode(F.when(start <= last, F.sequence(start, last))).alias("date"))
 
 
-def pricing_daily(products: DataFrame, clickstream: DataFrame, transactions: DataFrame,
-                  market_prices: DataFrame, suppliers: DataFrame) -> DataFrame:
-    """`gold.pricing_daily`: what happened to each active SKU on each UTC date (silver inputs).
+def sku_day_activity(clickstream: DataFrame, transactions: DataFrame) -> DataFrame:
+    """`sku_day_events` and `sku_day_sales` side by side (null where a day had only one of them).
 
+    The only pass over the big silver tables: `pricing_daily` reads this twice (its date span and its
+    rows), so a job caches it. Grain: one row per SKU and UTC date with a click or an order line.
+    """
+    return sku_day_events(clickstream).join(sku_day_sales(transactions), ["sku", "date"], "full")
+
+
+def pricing_daily(products: DataFrame, activity: DataFrame, market_prices: DataFrame,
+                  suppliers: DataFrame) -> DataFrame:
+    """`gold.pricing_daily`: what happened to each active SKU on each UTC date.
+
+    `activity` is `sku_day_activity(silver.clickstream, silver.transactions)`, the rest are silver.
     Dates run from the first to the last date with a click or an order line; days without events get
     zero counts. Events of a SKU that `products` does not know, or from before its launch, keep their
     row with a null category (the gold gate quarantines them). Grain: one row per SKU and date.
     """
-    activity = sku_day_events(clickstream).join(sku_day_sales(transactions), ["sku", "date"], "full")
     span = activity.agg(F.min("date").alias("_first"), F.max("date").alias("_last"))
     days = active_sku_days(products.crossJoin(span), F.col("_first"), F.col("_last"))
     daily = (days.join(activity, ["sku", "date"], "full")

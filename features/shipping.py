@@ -29,11 +29,11 @@ def billable_weight_kg(actual_kg: Column, volumetric_kg: Column) -> Column:
 
 
 def quarantined_lines(quarantine: DataFrame) -> DataFrame:
-    """Order lines silver quarantined (`silver.quarantine`, source transactions): order_id and the
-    line's event_id (`lost_event_id`). Grain: one row per quarantined line delivery."""
-    return quarantine.where(F.col("source") == "transactions").select(
-        F.get_json_object("record", "$.order_id").alias("order_id"),
-        F.get_json_object("record_key", "$.event_id").alias("lost_event_id"))
+    """Order lines silver quarantined (`silver.quarantine`, source transactions): the event ids of
+    each order's quarantined lines (`lost_event_ids`). Grain: one row per order_id."""
+    return quarantine.where(F.col("source") == "transactions").groupBy(
+        F.get_json_object("record", "$.order_id").alias("order_id")).agg(
+        F.collect_set(F.get_json_object("record_key", "$.event_id")).alias("lost_event_ids"))
 
 
 def orders(transactions: DataFrame, products: DataFrame, quarantined: DataFrame) -> DataFrame:
@@ -49,13 +49,14 @@ def orders(transactions: DataFrame, products: DataFrame, quarantined: DataFrame)
     """
     measures = products.select("sku", "weight_kg", (F.col("length_cm") * F.col("width_cm") * F.col("height_cm"))
                                .alias("volume_cm3"))
-    # Quarantined lines join the order's own lines as rows with only order_id and lost_event_id, so
-    # that one aggregation finds them (no second pass over the order lines).
-    lines = transactions.join(F.broadcast(measures), "sku", "left").unionByName(
-        quarantined, allowMissingColumns=True)
-    promoted = F.count("event_id")
-    complete = ((F.max("line_number") == promoted)
-                & (F.size(F.array_except(F.collect_set("lost_event_id"), F.collect_set("event_id"))) == 0))
+    # Both lookups are small and broadcast: the order lines are shuffled once, by the aggregation.
+    lines = (transactions.join(F.broadcast(measures), "sku", "left")
+             .join(F.broadcast(quarantined), "order_id", "left"))
+    promoted = F.count(F.lit(1))
+    # A quarantined line is only missing if no later delivery of it was promoted (it is not among the lines).
+    lost = F.coalesce(F.max(F.size("lost_event_ids")), F.lit(0))
+    recovered = F.coalesce(F.sum(F.array_contains("lost_event_ids", F.col("event_id")).cast("int")), F.lit(0))
+    complete = (F.max("line_number") == promoted) & (lost == recovered)
     quantity = F.col("quantity")
 
     def parcel_sum(measure: str) -> Column:
@@ -71,8 +72,7 @@ def orders(transactions: DataFrame, products: DataFrame, quarantined: DataFrame)
         F.sum(quantity * F.col("unit_price_paid_usd")).alias("subtotal_usd"),
         parcel_sum("weight_kg").alias("actual_weight_kg"),
         parcel_sum("volume_cm3").alias("volume_cm3"),
-        promoted.alias("_lines"),
-    ).where(F.col("_lines") > 0).drop("_lines")
+    )
 
 
 def rate_cards(shipping_rates: DataFrame) -> DataFrame:

@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from features.pricing import lowest_cost_history, pricing_daily, pricing_features
+from features.pricing import lowest_cost_history, pricing_daily, pricing_features, sku_day_activity
 from features.shipping import shipping_features
 from lakehouse.delta import delta_exists, read_delta, table_version
 from lakehouse.schemas.gold import GOLD_KEYS
@@ -172,8 +172,10 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
         return gated
 
     try:
-        daily = built("pricing_daily", pricing_daily(silver["products"], silver["clickstream"],
-                                                     silver["transactions"], silver["market_prices"],
+        # The one pass over clickstream and order lines; pricing_daily reads the result twice.
+        activity = sku_day_activity(silver["clickstream"], silver["transactions"]).persist()
+        cached.append(activity)
+        daily = built("pricing_daily", pricing_daily(silver["products"], activity, silver["market_prices"],
                                                      silver["suppliers"]))
         gated = {
             "pricing_daily": daily,

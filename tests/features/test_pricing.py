@@ -5,7 +5,7 @@ from datetime import date, datetime
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
-from features.pricing import lowest_cost_history, pricing_daily, pricing_features
+from features.pricing import lowest_cost_history, pricing_daily, pricing_features, sku_day_activity
 from lakehouse.schemas.gold import PRICING_DAILY, PRICING_FEATURES
 
 JUL, AUG = 7, 8
@@ -52,7 +52,7 @@ def test_pricing_daily_has_a_row_per_active_sku_and_day_with_zero_counts_and_kee
     suppliers = _suppliers(spark, [("A", "S1", 5.0, _d(JUL, 1)), ("B", "S1", 6.0, _d(AUG, 2)),
                                    ("A", "S1", 7.0, _d(AUG, 3))])
 
-    daily = pricing_daily(products, clickstream, transactions, market, suppliers)
+    daily = pricing_daily(products, sku_day_activity(clickstream, transactions), market, suppliers)
 
     assertSchemaEqual(daily.schema, PRICING_DAILY)
     assertDataFrameEqual(daily, [
