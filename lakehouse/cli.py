@@ -134,8 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_arguments(gold_parser)
     gold_parser.set_defaults(run=gold.main)
 
+    from training import train
+
+    train_parser = commands.add_parser(
+        "train", help="train the pricing and shipping models, log them to MLflow, register a challenger",
+        description="Train LightGBM models on the gold tables (all days but the last 14, which score them), log "
+                    "parameters, metrics, input Delta versions, plots and the model to MLflow, register a version "
+                    "and point `challenger` at it (`champion` too for a model's first version). Where the "
+                    "simulator's ground truth exists, its evaluation is logged as truth_* metrics.")
+    train.add_arguments(train_parser)
+    train_parser.set_defaults(run=train.main)
+    promote_parser = commands.add_parser(
+        "promote", help="move `champion` to the challenger when it is better on the holdout",
+        description="Score champion and challenger on the current holdout (pricing: Poisson deviance of "
+                    "add-to-carts; shipping: MAE in USD) and move `champion` only if the challenger is better. "
+                    "Idempotent: a second run changes nothing.")
+    train.add_arguments(promote_parser)
+    promote_parser.set_defaults(run=train.main)
+
+    from spark_jobs import score
+
+    commands.add_parser(
+        "score", help="batch scoring: champion models -> gold.prices and gold.shipping_rate_cards",
+        description="Price every SKU of the newest pricing-features day with the champion model under the "
+                    "guardrails, and price every zone x weight band x service level x carrier with the champion "
+                    "shipping model; replaces that day's rows.").set_defaults(run=score.main)
+
     commands.add_parser("pipeline", help="run the batch pipeline end to end",
-                        description="Run every batch step in order (ingest, silver, gold) with progress and a summary."
+                        description="Run every batch step in order (ingest, silver, gold, train, promote, score) "
+                                    "with progress and a summary."
                         ).set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "

@@ -45,7 +45,27 @@ def _gold(spark: SparkSession, settings: Settings) -> str:
     return run(spark, settings).summary()
 
 
-STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold}
+def _train(spark: SparkSession, settings: Settings) -> str:
+    from training.train import run
+
+    return ", ".join(result.summary() for result in run(spark, settings))
+
+
+def _promote(spark: SparkSession, settings: Settings) -> str:
+    from training.train import promote_all
+
+    return ", ".join(f"{r.model}: {'promoted' if r.promoted else 'unchanged'} ({r.reason})"
+                     for r in promote_all(spark, settings))
+
+
+def _score(spark: SparkSession, settings: Settings) -> str:
+    from spark_jobs.score import run
+
+    return ", ".join(f"{rows} rows to {name}" for name, rows in run(spark, settings).items())
+
+
+STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "train": _train,
+                          "promote": _promote, "score": _score}
 
 
 def run_pipeline(spark: SparkSession, settings: Settings) -> dict[str, str]:

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     decision_log_queue_size: int = Field(10_000, ge=1)
     # Seconds between checks of the online feature tables' Delta versions.
     online_features_refresh_s: float = Field(30.0, gt=0)
+    # Seconds between checks of the registered models' aliases (a moved alias is served without restart).
+    api_model_refresh_s: float = Field(15.0, gt=0)
 
     # Seconds `lakehouse stack up` waits for a service to answer its health check.
     health_timeout_s: float = 90.0

@@ -4,45 +4,29 @@
 creates the first API key if none exists (`<state>/api_key.txt`), loads the experiments and the
 online features and starts the decision log; shutdown flushes the decision log. Endpoints reach
 these through a `Components` parameter and protect themselves with a `CallerKey` parameter (or
-`Depends(authorize)`); the pricing and shipping endpoints land with the models.
+`Depends(authorize)`). Start-up also loads the registered models by alias (`serving.models`); the
+`/v1` endpoints are in `serving.routes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 
 from lakehouse.settings import Settings, get_settings
+from serving.components import Components, Serving
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
 from serving.gateway import BodySizeLimit, Gateway, ensure_initial_key
 from serving.metrics import MetricsMiddleware, ServingMetrics
+from serving.models import ModelStore
 from serving.online_features import OnlineFeatures
-
-
-@dataclass(frozen=True)
-class Serving:
-    """The components an endpoint works with, built at start-up."""
-
-    settings: Settings
-    metrics: ServingMetrics
-    gateway: Gateway
-    experiments: Experiments
-    decision_log: DecisionLogger
-    features: OnlineFeatures
-
-
-def serving(request: Request) -> Serving:
-    """FastAPI dependency: the application's components."""
-    return request.app.state.serving
-
-
-# An endpoint parameter `components: Components` receives them.
-Components = Annotated[Serving, Depends(serving)]
+from serving.pricebook import PriceBooks
+from serving.routes import build_router
+from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,13 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ensure_initial_key(settings)
         components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
                              Experiments(settings.api_experiments_file), DecisionLogger(settings, metrics).start(),
-                             OnlineFeatures(settings, metrics).start())
+                             OnlineFeatures(settings, metrics).start(), ModelStore(settings, metrics).start(),
+                             PriceBooks())
         app.state.serving, app.state.gateway = components, components.gateway
         try:
             yield
         finally:
             components.decision_log.close()
             components.features.close()
+            components.models.close()
 
     app = FastAPI(title="Lakehouse pricing and shipping API", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
@@ -72,6 +58,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "models or features not loaded yet"}})
+    def readyz(components: Components) -> JSONResponse:
+        """Readiness: the champion models and every online feature table are loaded (versions listed)."""
+        models = components.models.versions()
+        snapshot = components.features.snapshot
+        missing = [f"model {key}" for key in (f"{PRICING_MODEL}@{CHAMPION}", f"{SHIPPING_MODEL}@{CHAMPION}")
+                   if models[key] is None]
+        missing += [f"table {name}" for name, version in snapshot.versions.items() if version is None]
+        body = {"status": "ready" if not missing else "not ready", "missing": missing, "models": models,
+                "feature_tables": snapshot.versions, "features_built_at": snapshot.built_at.isoformat()}
+        return JSONResponse(body, status_code=200 if not missing else 503)
+
+    app.include_router(build_router())
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})

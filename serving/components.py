@@ -1,0 +1,40 @@
+"""The components an endpoint works with, built at start-up, and the FastAPI dependency that hands them over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from lakehouse.settings import Settings
+from serving.decision_log import DecisionLogger
+from serving.experiments import Experiments
+from serving.gateway import Gateway
+from serving.metrics import ServingMetrics
+from serving.models import ModelStore
+from serving.online_features import OnlineFeatures
+from serving.pricebook import PriceBooks
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The components an endpoint works with, built at start-up."""
+
+    settings: Settings
+    metrics: ServingMetrics
+    gateway: Gateway
+    experiments: Experiments
+    decision_log: DecisionLogger
+    features: OnlineFeatures
+    models: ModelStore
+    prices: PriceBooks
+
+
+def serving(request: Request) -> Serving:
+    """FastAPI dependency: the application's components."""
+    return request.app.state.serving
+
+
+# An endpoint parameter `components: Components` receives them.
+Components = Annotated[Serving, Depends(serving)]

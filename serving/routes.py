@@ -1,0 +1,335 @@
+"""The `/v1` endpoints: prices (one SKU, a basket), shipping estimates and price-response curves.
+
+Every answer names its `decision_id`, the experiment variant, the strategy and the model version (or
+the rule-based strategy's version) that produced it and the guardrails applied, and is written to
+the decision log. When the model a variant asks for, or a SKU's features, are unavailable the answer
+is the rule-based price (never below the margin floor) or the carrier's rate card, with
+`fallback: true` and the reason.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import date
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from pricing.optimizer import implied_elasticity, response_curve
+from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
+from serving.components import Components
+from serving.decision_log import decision_record
+from serving.experiments import Assignment, Subject
+from serving.gateway import authorize
+from serving.models import LoadedModel
+from serving.online_features import FeatureSnapshot
+from serving.pricebook import feature_frame
+from training.demand import reference_price
+from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
+
+RULE_VERSION = f"cost_plus_{DEFAULT_MARKUP:g}_match_minus_{DEFAULT_UNDERCUT:g}"
+SKU_PATTERN = r"^SKU-\d{6}$"
+POSTAL_PATTERN = r"^\s*\d{3,5}(-\d{4})?\s*$"
+
+Sku = Annotated[str, Field(pattern=SKU_PATTERN, examples=["SKU-001362"], description="canonical SKU id")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Customer(_Strict):
+    """Who asks: ids for sticky experiment assignment, attributes for targeting."""
+
+    customer_id: str | None = Field(None, max_length=64, examples=["C-0009203"])
+    session_id: str | None = Field(None, max_length=64)
+    segment: Literal["new", "returning", "loyal"] | None = None
+    postal_code: str | None = Field(None, pattern=POSTAL_PATTERN, examples=["02139"])
+    country: str | None = Field(None, min_length=2, max_length=2, examples=["US"])
+    region: str | None = Field(None, max_length=64)
+
+
+class PriceRequest(_Strict):
+    sku: Sku
+    customer: Customer = Customer()
+
+
+class BasketItem(_Strict):
+    sku: Sku
+    quantity: int = Field(1, ge=1, le=100)
+
+
+class BasketPriceRequest(_Strict):
+    items: list[BasketItem] = Field(min_length=1, max_length=50)
+    customer: Customer = Customer()
+
+
+class ShippingRequest(_Strict):
+    items: list[BasketItem] = Field(min_length=1, max_length=50)
+    postal_code: str = Field(pattern=POSTAL_PATTERN, examples=["02139"])
+    service_level: Literal["standard", "express"] | None = Field(None, description="both when omitted")
+    customer: Customer = Customer()
+
+
+class ModelRef(BaseModel):
+    name: str
+    alias: str
+    version: str
+
+
+class Provenance(BaseModel):
+    """Who decided: the experiment variant, strategy, model or rule version; whether a fallback answered."""
+
+    decision_id: str
+    experiment: str | None
+    variant: str | None
+    strategy: str
+    model: ModelRef | None
+    rule_version: str | None
+    fallback: bool
+    fallback_reason: str | None
+
+
+class PriceAnswer(Provenance):
+    sku: str
+    price_usd: float
+    currency: Literal["USD"] = "USD"
+    guardrails: list[str] = Field(description="reason codes of the guardrails that moved or bound the price")
+    features_as_of: date | None
+
+
+class BasketLine(PriceAnswer):
+    quantity: int
+    line_total_usd: float
+
+
+class BasketPriceAnswer(BaseModel):
+    lines: list[BasketLine]
+    total_usd: float
+    currency: Literal["USD"] = "USD"
+
+
+class ShippingOption(BaseModel):
+    carrier: str
+    service_level: str
+    estimate_usd: float
+    rate_card_usd: float
+    billable_weight_kg: float
+
+
+class ShippingAnswer(Provenance):
+    postal_code: str
+    delivery_zone: int
+    is_remote: bool
+    actual_weight_kg: float
+    volume_cm3: float
+    recommended: ShippingOption
+    options: list[ShippingOption]
+    currency: Literal["USD"] = "USD"
+
+
+class CurvePoint(BaseModel):
+    price_usd: float
+    units_per_view: float
+    expected_units_per_day: float
+    revenue_per_day_usd: float
+    profit_per_day_usd: float
+
+
+class CurveAnswer(BaseModel):
+    sku: str
+    model: ModelRef
+    unit_cost_usd: float
+    reference_price_usd: float
+    elasticity: float | None = Field(description="d log demand / d log price at the reference price")
+    best_price_usd: float = Field(description="the most profitable point of the grid, before guardrails")
+    points: list[CurvePoint]
+
+
+def _subject(customer: Customer, snapshot: FeatureSnapshot) -> Subject:
+    zone = snapshot.zone(customer.postal_code) if customer.postal_code else None
+    return Subject(customer.customer_id, customer.session_id, customer.segment, customer.country, customer.region,
+                   zone.zone if zone else None)
+
+
+def _model_ref(loaded: LoadedModel | None) -> ModelRef | None:
+    return ModelRef(name=loaded.name, alias=loaded.alias, version=loaded.version) if loaded else None
+
+
+def _features_as_of(snapshot: FeatureSnapshot, sku: str) -> date | None:
+    record = snapshot.pricing.records.get(sku)
+    return record.get("as_of_date") if record else None
+
+
+def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapshot, decision_id: str) -> PriceAnswer:
+    """The answer for one SKU under `assignment` (see the module docstring for the fallbacks)."""
+    loaded, fallback_reason = None, None
+    if assignment.strategy == "model":
+        loaded = serving.models.get(PRICING_MODEL, assignment.model_alias or CHAMPION)
+        if loaded is None:
+            fallback_reason = f"no {assignment.model_alias} pricing model loaded"
+    book = serving.prices.book(snapshot, loaded.model if loaded else None, loaded.version if loaded else None)
+    priced = book.get(sku)
+    if priced is None and loaded is not None:
+        fallback_reason = "the SKU has no pricing features"
+    if priced is None:
+        raise HTTPException(404, f"no price for {sku}: it is not in the catalogue's pricing features "
+                                 "(unknown SKU, or no unit cost yet)")
+    if fallback_reason:
+        serving.metrics.record_fallback("pricing", fallback_reason)
+    strategy = "optimizer" if loaded else RULE_BASED
+    return PriceAnswer(
+        decision_id=decision_id, experiment=assignment.experiment, variant=assignment.variant, strategy=strategy,
+        model=_model_ref(loaded), rule_version=None if loaded else RULE_VERSION, fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason, sku=sku, price_usd=round(priced.price_usd, 2),
+        guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku))
+
+
+def _log(serving, answer: Provenance, endpoint: str, customer: Customer, request: BaseModel, started: float,
+         **fields) -> None:
+    serving.metrics.record_decision(endpoint, answer.experiment, answer.variant, answer.strategy)
+    serving.decision_log.log(decision_record(
+        decision_id=answer.decision_id, endpoint=endpoint, customer_id=customer.customer_id,
+        session_id=customer.session_id, experiment=answer.experiment, variant=answer.variant,
+        strategy=answer.strategy, model_name=answer.model.name if answer.model else None,
+        model_version=answer.model.version if answer.model else answer.rule_version,
+        request=request.model_dump(mode="json"), response=answer.model_dump(mode="json"), fallback=answer.fallback,
+        latency_ms=(time.perf_counter() - started) * 1000, **fields))
+
+
+def _new_decision_id() -> str:
+    return str(uuid.uuid4())
+
+
+def build_router() -> APIRouter:
+    """The `/v1` router."""
+    router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+    responses = {401: {"description": "missing API key"}, 403: {"description": "unknown or revoked API key"},
+                 404: {"description": "unknown SKU"}, 413: {"description": "request body too large"},
+                 422: {"description": "invalid request"}, 429: {"description": "rate limit exceeded"}}
+
+    @router.post("/prices", tags=["pricing"], responses=responses)
+    def price(body: PriceRequest, serving: Components) -> PriceAnswer:
+        """The price of one SKU for this customer: the variant's strategy, guardrails applied."""
+        started = time.perf_counter()
+        snapshot = serving.features.snapshot
+        assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
+        answer = price_sku(serving, body.sku, assignment, snapshot, _new_decision_id())
+        _log(serving, answer, "pricing", body.customer, body, started, sku=answer.sku, price_usd=answer.price_usd,
+             guardrails=answer.guardrails)
+        return answer
+
+    @router.post("/prices/basket", tags=["pricing"], responses=responses)
+    def price_basket(body: BasketPriceRequest, serving: Components) -> BasketPriceAnswer:
+        """Prices of every line of a basket (one decision per line, one variant for the customer)."""
+        started = time.perf_counter()
+        snapshot = serving.features.snapshot
+        assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
+        lines = []
+        for item in body.items:
+            answer = price_sku(serving, item.sku, assignment, snapshot, _new_decision_id())
+            lines.append(BasketLine(**answer.model_dump(), quantity=item.quantity,
+                                    line_total_usd=round(answer.price_usd * item.quantity, 2)))
+        for line in lines:
+            _log(serving, line, "pricing", body.customer, body, started, sku=line.sku, price_usd=line.price_usd,
+                 guardrails=line.guardrails)
+        return BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
+
+    @router.post("/shipping/estimate", tags=["shipping"], responses=responses)
+    def shipping_estimate(body: ShippingRequest, serving: Components) -> ShippingAnswer:
+        """Expected shipping cost of a basket to a postal code, per carrier and service level; cheapest first."""
+        started = time.perf_counter()
+        snapshot = serving.features.snapshot
+        assignment = serving.experiments.assign("shipping", _subject(body.customer, snapshot))
+        answer = estimate_shipping(serving, body, snapshot, assignment)
+        _log(serving, answer, "shipping", body.customer, body, started, estimate_usd=answer.recommended.estimate_usd)
+        return answer
+
+    @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)
+    def price_curve(sku: Annotated[str, Path(pattern=SKU_PATTERN, examples=["SKU-001362"])], serving: Components,
+                    points: Annotated[int, Query(ge=3, le=201)] = 21,
+                    low: Annotated[float, Query(gt=0, le=1)] = 0.7,
+                    high: Annotated[float, Query(ge=1, le=3)] = 1.3) -> CurveAnswer:
+        """The champion model's price-response curve: price grid (low..high x the SKU's reference price) ->
+        units per view, expected units, revenue and profit per day."""
+        loaded = serving.models.get(PRICING_MODEL, CHAMPION)
+        if loaded is None:
+            raise HTTPException(503, "no champion pricing model is loaded yet", headers={"Retry-After": "15"})
+        frame = feature_frame(serving.features.snapshot)
+        row = frame.loc[frame["sku"] == sku].reset_index(drop=True) if not frame.empty else frame
+        if row.empty or pd.isna(row.loc[0, "unit_cost_usd"]):
+            raise HTTPException(404, f"no pricing features with a unit cost for {sku}")
+        reference = float(reference_price(row)[0])
+        if not np.isfinite(reference):
+            raise HTTPException(404, f"no reference price for {sku} (no recent views and no list price)")
+        grid = reference * np.linspace(low, high, points)
+        demand_fn = loaded.model.demand_fn(row)
+        curve = response_curve(demand_fn, float(row.loc[0, "unit_cost_usd"]), grid)
+        per_view = loaded.model.units_per_view(row, grid[None, :])[0]
+        elasticity = float(implied_elasticity(demand_fn, np.array([reference]), eps=0.05)[0])
+        return CurveAnswer(
+            sku=sku, model=_model_ref(loaded), unit_cost_usd=float(row.loc[0, "unit_cost_usd"]),
+            reference_price_usd=reference, elasticity=elasticity if np.isfinite(elasticity) else None,
+            best_price_usd=float(grid[int(np.argmax(curve["profit"]))]),
+            points=[CurvePoint(price_usd=p, units_per_view=u, expected_units_per_day=d, revenue_per_day_usd=r,
+                               profit_per_day_usd=g)
+                    for p, u, d, r, g in zip(grid, per_view, curve["demand"], curve["revenue"], curve["profit"],
+                                             strict=True)])
+
+    return router
+
+
+def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot, assignment: Assignment
+                      ) -> ShippingAnswer:
+    """Options per carrier and service level: the shipping model's expected invoice, or the carrier's rate
+    card when the variant says so (`rule_based`) or no model is loaded (a fallback)."""
+    zone = snapshot.zone(body.postal_code)
+    if zone is None:
+        raise HTTPException(422, f"postal code {body.postal_code.strip()!r} is not in the delivery zone chart")
+    weight = volume = 0.0
+    for item in body.items:
+        product = snapshot.product(item.sku)
+        if product is None:
+            raise HTTPException(422, f"unknown SKU {item.sku} in the basket")
+        measures = (product.weight_kg, product.length_cm, product.width_cm, product.height_cm)
+        if any(m is None for m in measures):
+            raise HTTPException(422, f"{item.sku} has no weight or dimensions in the catalogue")
+        weight += item.quantity * product.weight_kg
+        volume += item.quantity * product.length_cm * product.width_cm * product.height_cm
+    levels = (body.service_level,) if body.service_level else ("standard", "express")
+    cards = [card for (_, level, card_zone), card in sorted(snapshot.rate_cards.items())
+             if level in levels and card_zone == zone.zone]
+    if not cards:
+        raise HTTPException(422, f"no carrier serves zone {zone.zone} at service level {', '.join(levels)}")
+    billable = np.array([float(card.billable_kg(weight, volume)) for card in cards])
+    rate_card = np.array([float(card.cost_usd(b, zone.is_remote)) for card, b in zip(cards, billable, strict=True)])
+    loaded, fallback_reason = None, None
+    if assignment.strategy == "model":
+        alias = assignment.model_alias or CHAMPION
+        loaded = serving.models.get(SHIPPING_MODEL, alias)
+        fallback_reason = None if loaded else f"no {alias} shipping model loaded"
+    estimate = rate_card
+    if loaded is not None:
+        parcels = pd.DataFrame({
+            "carrier": [c.carrier for c in cards], "service_level": [c.service_level for c in cards],
+            "delivery_zone": zone.zone, "is_remote": zone.is_remote, "order_date": pd.Timestamp(snapshot.day),
+            "billable_weight_kg": billable, "actual_weight_kg": weight, "volume_cm3": volume,
+            "rate_card_cost_usd": rate_card})
+        estimate = loaded.model.expected_cost(parcels)
+    if fallback_reason:
+        serving.metrics.record_fallback("shipping", fallback_reason)
+    options = sorted((ShippingOption(carrier=c.carrier, service_level=c.service_level, estimate_usd=round(float(e), 2),
+                                     rate_card_usd=round(float(r), 2), billable_weight_kg=round(float(b), 3))
+                      for c, e, r, b in zip(cards, estimate, rate_card, billable, strict=True)),
+                     key=lambda o: o.estimate_usd)
+    return ShippingAnswer(
+        decision_id=_new_decision_id(), experiment=assignment.experiment, variant=assignment.variant,
+        strategy="model" if loaded else "rate_card", model=_model_ref(loaded),
+        rule_version=None if loaded else "rate_card", fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason, postal_code=body.postal_code.strip(),
+        delivery_zone=zone.zone, is_remote=zone.is_remote, actual_weight_kg=round(weight, 3),
+        volume_cm3=round(volume, 1), recommended=options[0], options=options)
