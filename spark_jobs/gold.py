@@ -157,7 +157,9 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
     silver = {name.split(".")[1]: read_delta(spark, table(name).location(settings), version)
               for name, version in versions.items()}
     silver.setdefault("quarantine", spark.createDataFrame([], _EMPTY_QUARANTINE))
-    gate = QualityGate(settings.state_dir / "data_docs", suites or GOLD_SUITES, layer="gold")
+    # A site of its own: the GE context is ephemeral, so one index lists one run's validations and
+    # gold's would otherwise replace silver's.
+    gate = QualityGate(settings.state_dir / "data_docs" / "gold", suites or GOLD_SUITES, layer="gold")
     cached: list[DataFrame] = []
     rows: dict[str, int] = {}
     quarantined: dict[str, int] = {}
