@@ -42,7 +42,6 @@ from spark_jobs.silver import split_by_rules
 
 if TYPE_CHECKING:
     from expectations.gate import QualityGate, RuleResult
-    from expectations.rules import Rule
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +138,10 @@ def _overwrite(settings: Settings, name: str, frame: DataFrame) -> None:
      .save(target.location(settings)))
 
 
-def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: str | None = None,
-        suites: dict[str, tuple[Rule, ...]] | None = None) -> GoldResult:
+def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: str | None = None) -> GoldResult:
     """Build every gold table from silver (see the module docstring); `force` builds even when silver is
-    unchanged. `suites` replaces GOLD_SUITES (tests inject rules). Raises QualityGateError when a
-    `fail` rule fails (no gold table written), FileNotFoundError when a silver table is missing."""
+    unchanged. Raises QualityGateError when a `fail` rule fails (no gold table written),
+    FileNotFoundError when a silver table is missing."""
     # Great Expectations takes seconds to import: only jobs that validate pay for it, not the CLI.
     from expectations.gate import QualityGate, QualityGateError, gate_failures
     from expectations.suites import GOLD_SUITES
@@ -159,7 +157,7 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
     silver.setdefault("quarantine", spark.createDataFrame([], _EMPTY_QUARANTINE))
     # A site of its own: the GE context is ephemeral, so one index lists one run's validations and
     # gold's would otherwise replace silver's.
-    gate = QualityGate(settings.state_dir / "data_docs" / "gold", suites or GOLD_SUITES, layer="gold")
+    gate = QualityGate(settings.state_dir / "data_docs" / "gold", GOLD_SUITES, layer="gold")
     cached: list[DataFrame] = []
     rows: dict[str, int] = {}
     quarantined: dict[str, int] = {}
@@ -187,9 +185,9 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
                 silver["transactions"], silver["products"], silver["shipping_rates"], silver["quarantine"])),
         }
         results = [r for g in gated.values() for r in g.results]
+        _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
         failures = gate_failures(results)
         if failures:
-            _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
             raise QualityGateError(failures)
 
         quarantine = None
@@ -204,7 +202,6 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
                                                   "quarantined": quarantined[name],
                                                   "elapsed_s": round(time.monotonic() - clock, 1)})
         _overwrite(settings, "gold.quarantine", quarantine)
-        _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
         built_at = datetime.now(UTC)
         _append(spark, settings, "ops.gold_progress",
                 [(run_id, name, version, built_at) for name, version in versions.items()], PROGRESS_SCHEMA)
