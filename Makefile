@@ -53,6 +53,7 @@ up: $(INSTALLED) $(JARS)
 	@$(LAKEHOUSE) bootstrap
 	@$(LAKEHOUSE) stack status
 	@echo
+	@$(LAKEHOUSE) api-ready
 	@echo "  MLflow UI        http://127.0.0.1:5000"
 	@echo "  Kafka broker     127.0.0.1:9092"
 	@echo "  tables           $(LAKEHOUSE) tables"

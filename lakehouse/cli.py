@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from lakehouse.log import configure_logging
@@ -31,6 +32,40 @@ def _stack(args: argparse.Namespace) -> int:
             print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
                   f"log={row['log']}")
         return 0 if all(row["healthy"] for row in rows) else 3
+    return 0
+
+
+def _api_ready(args: argparse.Namespace) -> int:
+    """Wait for the API's /readyz, then print its address, the key file and a request to paste."""
+    import time
+
+    import httpx
+
+    from serving.gateway import initial_key_file
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise here
+    settings = get_settings()
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    deadline, answer = time.monotonic() + args.wait, None
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{url}/readyz", timeout=2)
+            if answer.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    if answer is None or answer.status_code != 200:
+        missing = answer.json().get("missing") if answer is not None else "no answer"
+        print(f"error: the API at {url} is not ready after {args.wait:g} s ({missing}); see `make logs`",
+              file=sys.stderr)
+        return 1
+    key_file = initial_key_file(settings)
+    print(f"  API              {url}/docs (ready: models and features loaded)")
+    print(f"  API key          {key_file}" if key_file.exists() else
+          "  API key          create one with: .venv/bin/lakehouse api-key create --name me")
+    print(f"""  try              curl -s -X POST {url}/v1/prices -H "X-API-Key: $(cat {key_file})" \\
+                        -H 'content-type: application/json' -d '{{"sku": "SKU-001362"}}'""")
     return 0
 
 
@@ -86,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     stack.set_defaults(run=_stack)
+
+    api = commands.add_parser("api-ready", help="wait until the API is ready and print how to call it",
+                              description="Poll the API's /readyz until the models and features are loaded, then "
+                                          "print its address, the key file and a curl example.")
+    api.add_argument("--wait", type=float, default=180.0, help="seconds to wait (default 180)")
+    api.set_defaults(run=_api_ready)
 
     tables = commands.add_parser("tables", help="list the table registry as JSON",
                                  description="Print every table: name, layer, location, partitions, owner.")

@@ -82,3 +82,25 @@ def stack(pytestconfig):
     running = pytestconfig.stash[_STACK]
     running.wait_healthy()
     return running
+
+
+# A small simulated market: big enough for the models to learn price responses, small enough for CI.
+SIMULATION = dict(skus=150, days=40, scale=3.0)
+
+
+def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
+    """Simulate a market into `state_dir` and run the whole batch pipeline on it (ingest ... score)."""
+    from lakehouse.pipeline import run_pipeline
+    from simulator.config import SimConfig
+    from simulator.generate import generate
+
+    own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
+    generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
+    return own, run_pipeline(spark, own)
+
+
+@pytest.fixture(scope="session")
+def simulated_lake(stack, spark, settings, tmp_path_factory) -> tuple[Settings, dict]:
+    """Seed 7 through the whole pipeline, models registered in the test session's MLflow; shared by the
+    model and API tests. Returns the lake's settings and the pipeline summary."""
+    return run_simulated_pipeline(spark, settings, tmp_path_factory.mktemp("simulated_lake"), seed=7)

@@ -32,6 +32,10 @@ DEMAND_FEATURES: tuple[tuple[str, int], ...] = (
     ("category_views_7d_vs_28d", 0),
 )
 FEATURE_NAMES = tuple(name for name, _ in DEMAND_FEATURES)
+# The columns `design_matrix` reads, plus the SKU and the price to evaluate: the pyfunc's input signature.
+INPUT_COLUMNS = ("sku", "category", "typical_price_usd", "last_price_usd", "competitor_min_price_usd",
+                 "sku_conversion_28d", "sku_conversion_90d", "anchor_score", "day_of_week",
+                 "category_views_7d_vs_28d", "price_usd")
 
 DEFAULT_PARAMS = {
     "objective": "poisson",

@@ -94,17 +94,9 @@ def train_pricing(spark: SparkSession, settings: Settings) -> TrainResult:
         mlflow.log_figure(plots.feature_importance(model.booster), "feature_importance.png")
         mlflow.log_figure(_response_curves(model, frame), "price_response.png")
         example = demand.training_rows(holdout).head(3).assign(price_usd=lambda f: f["avg_price_usd"])
-        version = registry.log_and_register(registry.PRICING_MODEL, model, example[_pyfunc_columns(example)])
+        version = registry.log_and_register(registry.PRICING_MODEL, model, example[list(demand.INPUT_COLUMNS)])
     registry.mark_challenger(MlflowClient(), registry.PRICING_MODEL, version)
     return TrainResult(registry.PRICING_MODEL, version, run.info.run_id, metrics["holdout_poisson_deviance"], metrics)
-
-
-def _pyfunc_columns(frame: pd.DataFrame) -> list[str]:
-    """The input columns the pyfunc's predict reads: features the design matrix uses, and the price."""
-    wanted = ["sku", "category", "typical_price_usd", "last_price_usd", "competitor_min_price_usd",
-              "sku_conversion_28d", "sku_conversion_90d", "anchor_score", "day_of_week",
-              "category_views_7d_vs_28d", "price_usd"]
-    return [c for c in wanted if c in frame]
 
 
 def _response_curves(model: demand.DemandModel, frame: pd.DataFrame) -> plots.Figure:

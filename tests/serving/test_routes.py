@@ -1,0 +1,185 @@
+"""The /v1 endpoints on a simulated lake with models registered in the real MLflow server."""
+
+import mlflow
+import numpy as np
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from mlflow import MlflowClient
+from schemathesis.checks import not_a_server_error
+
+from lakehouse.delta import read_delta
+from lakehouse.settings import Settings
+from lakehouse.tables import table
+from pricing.guardrails import DEFAULT_GUARDRAILS as RAILS
+from serving.app import create_app
+from serving.experiments import Subject
+from serving.gateway import initial_key_file
+from training import registry
+from training.demand import INPUT_COLUMNS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lake(simulated_lake) -> Settings:
+    return simulated_lake[0]
+
+
+@pytest.fixture(scope="module")
+def api(lake):
+    app = create_app(lake)
+    with TestClient(app) as client:
+        client.headers["X-API-Key"] = initial_key_file(lake).read_text().strip()
+        yield app, client
+
+
+@pytest.fixture(scope="module")
+def scored(lake, spark):
+    return read_delta(spark, table("gold.prices").location(lake)).toPandas().set_index("sku")
+
+
+def customer_in(app, variant: str) -> str:
+    """A customer id the pricing experiment assigns to `variant`."""
+    return next(c for c in (f"C-{i:07d}" for i in range(1000))
+                if app.state.serving.experiments.assign("pricing", Subject(customer_id=c)).variant == variant)
+
+
+def test_ready_once_models_and_features_are_loaded(api):
+    _, client = api
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["models"]["pricing@champion"] is not None
+
+
+def test_model_variant_prices_as_batch_scoring_did_and_rule_variant_as_the_rules(api, scored):
+    app, client = api
+    sku = scored.index[0]
+    champion = registry.alias_version(MlflowClient(), registry.PRICING_MODEL, registry.CHAMPION)
+    model = client.post("/v1/prices", json={"sku": sku, "customer": {"customer_id": customer_in(app, "model")}}).json()
+    assert (model["variant"], model["strategy"], model["fallback"]) == ("model", "optimizer", False)
+    assert model["model"] == {"name": "pricing", "alias": "champion", "version": champion}
+    if scored.loc[sku, "model_version"] == champion:
+        assert model["price_usd"] == pytest.approx(scored.loc[sku, "price_usd"], abs=0.005)
+        assert model["guardrails"] == list(scored.loc[sku, "guardrails"])
+    rules = client.post("/v1/prices", json={"sku": sku, "customer": {"customer_id": customer_in(app, "rule_based")}})
+    assert rules.json()["strategy"] == "rule_based" and rules.json()["model"] is None
+    assert rules.json()["rule_version"] and rules.json()["price_usd"] == pytest.approx(
+        scored.loc[sku, "rule_based_price_usd"], abs=0.005)
+
+
+def test_assignment_is_sticky_per_customer(api, scored):
+    app, client = api
+    sku = scored.index[1]
+    answers = {client.post("/v1/prices", json={"sku": sku, "customer": {"customer_id": "C-0000042"}}).json()["variant"]
+               for _ in range(5)}
+    assert len(answers) == 1
+
+
+def test_basket_prices_every_line_and_totals_them(api, scored):
+    _, client = api
+    skus = list(scored.index[:3])
+    items = [{"sku": sku, "quantity": quantity} for sku, quantity in zip(skus, (1, 2, 3), strict=True)]
+    answer = client.post("/v1/prices/basket", json={"items": items})
+    assert answer.status_code == 200
+    lines = answer.json()["lines"]
+    assert [line["sku"] for line in lines] == skus
+    total = sum(line["price_usd"] * item["quantity"] for line, item in zip(lines, items, strict=True))
+    assert answer.json()["total_usd"] == pytest.approx(total)
+    assert len({line["decision_id"] for line in lines}) == 3
+
+
+def test_shipping_estimate_lists_every_carrier_cheapest_first(api, scored):
+    _, client = api
+    answer = client.post("/v1/shipping/estimate", json={"items": [{"sku": scored.index[0], "quantity": 2}],
+                                                         "postal_code": "02139", "service_level": "standard"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    estimates = [o["estimate_usd"] for o in body["options"]]
+    assert len(estimates) == 3 and estimates == sorted(estimates)
+    assert body["recommended"] == body["options"][0] and body["strategy"] == "model"
+    # The shipping model learned invoices around the rate card: estimates within 10% of it.
+    for option in body["options"]:
+        assert option["estimate_usd"] == pytest.approx(option["rate_card_usd"], rel=0.1)
+    unknown_zip = client.post("/v1/shipping/estimate",
+                              json={"items": [{"sku": scored.index[0]}], "postal_code": "00001"})
+    assert unknown_zip.status_code == 422 and "zone chart" in unknown_zip.json()["detail"]
+    unknown_sku = client.post("/v1/shipping/estimate", json={"items": [{"sku": "SKU-999999"}], "postal_code": "02139"})
+    assert unknown_sku.status_code == 422 and "SKU-999999" in unknown_sku.json()["detail"]
+
+
+def test_price_curve_slopes_down(api, scored):
+    _, client = api
+    curve = client.get(f"/v1/prices/{scored.index[0]}/curve", params={"points": 11})
+    assert curve.status_code == 200, curve.text
+    per_view = [p["units_per_view"] for p in curve.json()["points"]]
+    assert len(per_view) == 11 and np.all(np.diff(per_view) <= 0)
+    assert curve.json()["elasticity"] < 0
+
+
+def test_unknown_sku_is_404_and_a_malformed_one_422(api):
+    _, client = api
+    assert client.post("/v1/prices", json={"sku": "SKU-999999"}).status_code == 404
+    bad = client.post("/v1/prices", json={"sku": "sku-1"})
+    assert bad.status_code == 422 and "sku" in bad.text
+
+
+def test_alias_move_is_served_without_restart(api, scored):
+    app, client = api
+    mlflow_client = MlflowClient()
+    name, before = registry.PRICING_MODEL, registry.alias_version(MlflowClient(), registry.PRICING_MODEL, "champion")
+    model, _ = registry.load(name, registry.CHAMPION)
+    with mlflow.start_run(experiment_id=mlflow.set_experiment("api-tests").experiment_id):
+        moved = registry.log_and_register(name, model, _pyfunc_example(app, scored.index[0]))
+    mlflow_client.set_registered_model_alias(name, registry.CHAMPION, moved)
+    try:
+        assert app.state.serving.models.refresh() is True
+        answer = client.post("/v1/prices", json={"sku": scored.index[0]}).json()
+        assert answer["model"]["version"] == moved
+    finally:
+        mlflow_client.set_registered_model_alias(name, registry.CHAMPION, before)
+        app.state.serving.models.refresh()
+
+
+def _pyfunc_example(app, sku):
+    from serving.pricebook import feature_frame
+
+    frame = feature_frame(app.state.serving.features.snapshot)
+    example = frame.loc[frame["sku"] == sku].assign(price_usd=lambda f: f["typical_price_usd"]).head(1)
+    return example[list(INPUT_COLUMNS)]
+
+
+def test_without_models_the_rule_based_price_answers_above_the_floor(lake, scored, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    no_mlflow = lake.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    app = create_app(no_mlflow)
+    with TestClient(app) as client:
+        client.headers["X-API-Key"] = initial_key_file(lake).read_text().strip()
+        assert client.get("/readyz").status_code == 503
+        for sku in scored.index[:20]:
+            answer = client.post("/v1/prices", json={"sku": sku, "customer": {"customer_id": "C-0000001"}}).json()
+            assert answer["strategy"] == "rule_based"
+            assert answer["price_usd"] >= scored.loc[sku, "unit_cost_usd"] * RAILS.margin_factor - 0.005
+            if answer["variant"] == "model":
+                assert answer["fallback"] and "no champion pricing model" in answer["fallback_reason"]
+        shipping = client.post("/v1/shipping/estimate", json={"items": [{"sku": scored.index[0]}],
+                                                              "postal_code": "02139"}).json()
+        assert shipping["strategy"] == "rate_card" and shipping["fallback"] is True
+        assert all(o["estimate_usd"] == o["rate_card_usd"] for o in shipping["options"])
+        assert client.get(f"/v1/prices/{scored.index[0]}/curve").status_code == 503
+
+
+@pytest.fixture(scope="module")
+def api_schema(api):
+    return schemathesis.openapi.from_asgi("/openapi.json", api[0])
+
+
+fuzzed = schemathesis.pytest.from_fixture("api_schema")
+
+
+@fuzzed.parametrize()
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_never_get_a_server_error(case, api):
+    case.call_and_validate(headers={"X-API-Key": api[1].headers["X-API-Key"]}, checks=[not_a_server_error])
