@@ -88,12 +88,14 @@ class ModelStore:
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
 
     def start(self) -> ModelStore:
-        self.refresh()
+        """Load in the background: the API starts at once (answering with fallbacks, /readyz 503) even
+        while MLflow retries a slow or absent server."""
         self._thread = threading.Thread(target=self._run, name="model-refresh", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        self.refresh()
         while not self._stopping.wait(self.settings.api_model_refresh_s):
             self.refresh()
 

@@ -1,5 +1,7 @@
 """The /v1 endpoints on a simulated lake with models registered in the real MLflow server."""
 
+import time
+
 import mlflow
 import numpy as np
 import pytest
@@ -33,6 +35,9 @@ def api(lake):
     app = create_app(lake)
     with TestClient(app) as client:
         client.headers["X-API-Key"] = initial_key_file(lake).read_text().strip()
+        deadline = time.monotonic() + 120  # the models load in the background
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(1)
         yield app, client
 
 
