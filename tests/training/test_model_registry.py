@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.training.test_shipping import parcels
+from tests.training.test_shipping_model import parcels
 from training import registry, shipping
 
 pytestmark = pytest.mark.integration
