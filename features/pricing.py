@@ -114,7 +114,8 @@ def _trailing(by: str, days: int) -> Window:
 
 
 def _category_windows(daily: DataFrame) -> DataFrame:
-    """Category views and purchases over each window, and the SKUs active that day.
+    """Category views and purchases over each window, the days of history in the momentum windows (fewer
+    than their length near the start of the data) and the SKUs active that day.
 
     Grain: one row per category and date (the day before as_of_date).
     """
@@ -124,7 +125,9 @@ def _category_windows(daily: DataFrame) -> DataFrame:
         "category", "date", F.col("skus").alias("category_skus"),
         *[F.sum("views").over(_trailing("category", n)).alias(f"category_views_{n}") for n in CONVERSION_WINDOWS],
         *[F.sum("purchases").over(_trailing("category", n)).alias(f"category_purchases_{n}")
-          for n in CONVERSION_WINDOWS])
+          for n in CONVERSION_WINDOWS],
+        *[F.count(F.lit(1)).over(_trailing("category", n)).alias(f"category_days_{n}")
+          for n in (MOMENTUM_DAYS, REFERENCE_DAYS)])
 
 
 def pricing_features(daily: DataFrame, products: DataFrame, cost_history: DataFrame) -> DataFrame:
@@ -154,6 +157,10 @@ def pricing_features(daily: DataFrame, products: DataFrame, cost_history: DataFr
                 .withColumn("as_of_date", F.date_add("date", 1)))
     features = valid_on(features, "as_of_date", cost_history, ("sku",), "valid_from", ("unit_cost_usd",))
     day_of_week = F.weekday(as_of) + 1
+
+    def daily_views(days: int) -> Column:
+        return ratio(F.col(f"category_views_{days}"), F.col(f"category_days_{days}"))
+
     return conform_to(features.withColumns({
         "feature_time": midnight_utc(as_of),
         **{f"sku_conversion_{n}d": ratio(F.col(f"_purchases_{n}"), F.col(f"sku_views_{n}d"))
@@ -168,6 +175,7 @@ def pricing_features(daily: DataFrame, products: DataFrame, cost_history: DataFr
         "day_of_week": day_of_week,
         "day_of_year": F.dayofyear(as_of),
         "is_weekend": day_of_week >= 6,
-        "category_views_7d_vs_28d": ratio(F.col(f"category_views_{MOMENTUM_DAYS}"),
-                                          F.col(f"category_views_{REFERENCE_DAYS}") * MOMENTUM_DAYS / REFERENCE_DAYS),
+        # Views per day of history, so that the first weeks of data are not read as a surge; with a full
+        # history this is views_7d / (views_28d / 4).
+        "category_views_7d_vs_28d": ratio(daily_views(MOMENTUM_DAYS), daily_views(REFERENCE_DAYS)),
     }), PRICING_FEATURES)

@@ -92,13 +92,15 @@ def test_pricing_features_use_only_the_days_before_as_of_date(spark):
                "category_conversion_7d", "category_conversion_28d", "category_conversion_90d", "sku_views_7d",
                "sku_views_28d", "sku_units_7d", "sku_units_28d", "anchor_score", "category_views_7d_vs_28d"]
     # Category (both SKUs) per day: Jul 1 100 views / 10 purchases, Jul 4 6 / 0, Jul 25 10 / 1, Jul 31 64 / 2.
+    # Momentum compares views per day of history: as of Aug 1 the 7 days before hold 2 days with data
+    # (74 views), the 28 days before 3 (80 views).
     assertDataFrameEqual(features.select(windows), [
-        Row("S1", _d(JUL, 2), 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 100, 100, 12, 12, 1.0, 4.0),
-        Row("S1", _d(JUL, 5), 10 / 106, 10 / 106, 10 / 106, 10 / 106, 10 / 106, 10 / 106, 106, 106, 12, 12, 1.0, 4.0),
-        Row("S1", _d(JUL, 26), 0.1, 11 / 116, 11 / 116, 0.1, 11 / 116, 11 / 116, 10, 116, 1, 13, 1.0, 10 / (116 / 4)),
+        Row("S1", _d(JUL, 2), 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 100, 100, 12, 12, 1.0, 1.0),
+        Row("S1", _d(JUL, 5), 10 / 106, 10 / 106, 10 / 106, 10 / 106, 10 / 106, 10 / 106, 106, 106, 12, 12, 1.0, 1.0),
+        Row("S1", _d(JUL, 26), 0.1, 11 / 116, 11 / 116, 0.1, 11 / 116, 11 / 116, 10, 116, 1, 13, 1.0, 10 / (116 / 3)),
         Row("S1", _d(AUG, 1), 3 / 14, 3 / 20, 13 / 120, 3 / 74, 3 / 80, 13 / 180, 14, 20, 4, 4, 20 / 80 * 2,
-            74 / (80 / 4)),
-        Row("S2", _d(AUG, 1), 0.0, 0.0, 0.0, 3 / 74, 3 / 80, 13 / 180, 60, 60, 0, 0, 60 / 80 * 2, 74 / (80 / 4)),
+            (74 / 2) / (80 / 3)),
+        Row("S2", _d(AUG, 1), 0.0, 0.0, 0.0, 3 / 74, 3 / 80, 13 / 180, 60, 60, 0, 0, 60 / 80 * 2, (74 / 2) / (80 / 3)),
     ])
     prices = ["sku", "as_of_date", "category", "feature_time", "typical_price_usd", "last_price_usd",
               "competitor_min_price_usd", "competitor_price_index", "unit_cost_usd", "margin_pct", "map_price_usd",
