@@ -15,6 +15,7 @@ log = logging.getLogger("bench")
 # Benchmark modules, each with `run(scale: float) -> list[BenchRecord]`.
 BENCHMARKS: dict[str, str] = {
     "streaming": "bench.streaming",
+    "api": "bench.api",
 }
 
 
