@@ -14,9 +14,9 @@ registered and aliased) and starts two servers as subprocesses:
 Kafka is not started: the decision log drops its records (counted in /metrics), off the request path.
 
 Load: 8 keep-alive connections driven by one asyncio task each, in this process, with pre-encoded
-HTTP/1.1 requests and a minimal response reader (status line, Content-Length, body) - a few tens of
-microseconds of client CPU per request, so on 2 cores the server keeps a core to itself; the client's
-CPU time is reported next to the server's. Requests rotate over every SKU with pricing features (the
+HTTP/1.1 requests and a minimal response reader (status line, Content-Length, body) - about 0.1 ms of
+client CPU per request, so on 2 cores the server keeps a core to itself; the client's CPU share is
+reported next to the server's. Requests rotate over every SKU with pricing features (the
 customers are picked so that the experiment assigns them the model variant). The targets are measured
 in alternating rounds (noop, price, mlflow, noop, ...) so that noise on a shared machine hits all three
 alike; each round opens fresh connections, warms up, then measures `15 s * scale / 5` per target.
