@@ -30,7 +30,8 @@ os.environ.update({
     "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}",
     "LAKEHOUSE_SPARK_UI_ENABLED": "false",
     "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
-    "LAKEHOUSE_SPARK_DRIVER_MEMORY": "1g",
+    # Room for a whole simulated pipeline late in a long session (1g ran out of execution memory there).
+    "LAKEHOUSE_SPARK_DRIVER_MEMORY": "2g",
 })
 for _name in ("STACK", "SPARK_MASTER_URL", "LAKEHOUSE_STORAGE_ROOT"):
     os.environ.pop(_name, None)
@@ -95,6 +96,7 @@ def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int
     from simulator.generate import generate
 
     own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
+    spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
     generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
     return own, run_pipeline(spark, own)
 

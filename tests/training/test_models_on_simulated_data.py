@@ -81,7 +81,7 @@ def test_promotion_is_idempotent(lake, spark):
 def test_scored_prices_respect_the_guardrails_and_rescoring_changes_nothing(lake, spark):
     own, _ = lake
     prices = read_delta(spark, table("gold.prices").location(own)).toPandas()
-    assert prices["sku"].is_unique and len(prices) > 150
+    assert prices["sku"].is_unique and len(prices) >= 140  # of 150 SKUs: those with a unit cost
     assert np.all(prices["price_usd"] >= prices["unit_cost_usd"] * RAILS.margin_factor - 1e-9)
     known = prices["current_price_usd"].notna() & (prices["current_price_usd"] * (1 + RAILS.max_daily_change)
                                                    >= prices["unit_cost_usd"] * RAILS.margin_factor)
