@@ -30,12 +30,13 @@ class PricedSku:
     current_price_usd: float | None
 
 
-def feature_frame(snapshot: FeatureSnapshot) -> pd.DataFrame:
-    """The snapshot's latest pricing features with the list price (the last-resort reference price).
-
-    Grain: one row per SKU with pricing features.
+def feature_frame(snapshot: FeatureSnapshot, skus: list[str] | None = None) -> pd.DataFrame:
+    """The snapshot's latest pricing features (of `skus`, default all) with the list price (the last-resort
+    reference price). Grain: one row per SKU with pricing features.
     """
-    frame = pd.DataFrame.from_records(list(snapshot.pricing.records.values()))
+    records = snapshot.pricing.records
+    chosen = records.values() if skus is None else [records[sku] for sku in skus if sku in records]
+    frame = pd.DataFrame.from_records(list(chosen))
     if frame.empty:
         return frame
     frame["list_price_usd"] = [p.list_price_usd if (p := snapshot.product(sku)) else np.nan for sku in frame["sku"]]

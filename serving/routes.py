@@ -259,8 +259,7 @@ def build_router() -> APIRouter:
         loaded = serving.models.get(PRICING_MODEL, CHAMPION)
         if loaded is None:
             raise HTTPException(503, "no champion pricing model is loaded yet", headers={"Retry-After": "15"})
-        frame = feature_frame(serving.features.snapshot)
-        row = frame.loc[frame["sku"] == sku].reset_index(drop=True) if not frame.empty else frame
+        row = feature_frame(serving.features.snapshot, [sku])  # one row, not the catalogue, per request
         if row.empty or pd.isna(row.loc[0, "unit_cost_usd"]):
             raise HTTPException(404, f"no pricing features with a unit cost for {sku}")
         reference = float(reference_price(row)[0])
