@@ -31,8 +31,8 @@ class Serving:
     prices: PriceBooks
 
 
-def serving(request: Request) -> Serving:
-    """FastAPI dependency: the application's components."""
+async def serving(request: Request) -> Serving:
+    """FastAPI dependency: the application's components (async: a sync dependency costs a threadpool hop)."""
     return request.app.state.serving
 
 

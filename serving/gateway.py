@@ -251,7 +251,7 @@ class Gateway:
         return record
 
 
-def authorize(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
+async def authorize(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
     """FastAPI dependency of the protected endpoints: the caller's key record (see `Gateway.check`);
     the application keeps its Gateway in `app.state.gateway`."""
     return request.app.state.gateway.check(key)

@@ -213,7 +213,7 @@ def build_router() -> APIRouter:
                  422: {"description": "invalid request"}, 429: {"description": "rate limit exceeded"}}
 
     @router.post("/prices", tags=["pricing"], responses=responses)
-    def price(body: PriceRequest, serving: Components) -> PriceAnswer:
+    async def price(body: PriceRequest, serving: Components) -> PriceAnswer:
         """The price of one SKU for this customer: the variant's strategy, guardrails applied."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
@@ -224,7 +224,7 @@ def build_router() -> APIRouter:
         return answer
 
     @router.post("/prices/basket", tags=["pricing"], responses=responses)
-    def price_basket(body: BasketPriceRequest, serving: Components) -> BasketPriceAnswer:
+    async def price_basket(body: BasketPriceRequest, serving: Components) -> BasketPriceAnswer:
         """Prices of every line of a basket (one decision per line, one variant for the customer)."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
@@ -240,7 +240,7 @@ def build_router() -> APIRouter:
         return BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
 
     @router.post("/shipping/estimate", tags=["shipping"], responses=responses)
-    def shipping_estimate(body: ShippingRequest, serving: Components) -> ShippingAnswer:
+    async def shipping_estimate(body: ShippingRequest, serving: Components) -> ShippingAnswer:
         """Expected shipping cost of a basket to a postal code, per carrier and service level; cheapest first."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
@@ -250,7 +250,7 @@ def build_router() -> APIRouter:
         return answer
 
     @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)
-    def price_curve(sku: Annotated[str, Path(pattern=SKU_PATTERN, examples=["SKU-001362"])], serving: Components,
+    async def price_curve(sku: Annotated[str, Path(pattern=SKU_PATTERN, examples=["SKU-001362"])], serving: Components,
                     points: Annotated[int, Query(ge=3, le=201)] = 21,
                     low: Annotated[float, Query(gt=0, le=1)] = 0.7,
                     high: Annotated[float, Query(ge=1, le=3)] = 1.3) -> CurveAnswer:
