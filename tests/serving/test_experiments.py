@@ -139,7 +139,7 @@ def test_two_experiments_on_one_endpoint_and_broken_yaml_are_refused():
 def test_file_reloads_when_changed_and_keeps_the_last_good_config(tmp_path):
     path = tmp_path / "experiments.yaml"
     path.write_text(yaml.safe_dump({"experiments": [experiment()]}))
-    experiments = Experiments(path)
+    experiments = Experiments(path, check_interval_s=0)
     customer = Subject(customer_id="C-000001")
     assert experiments.assign("pricing", customer).reason == "assigned"
     assert experiments.assign("shipping", customer) == NO_EXPERIMENT
