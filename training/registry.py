@@ -2,8 +2,9 @@
 
 Two registered models, `pricing` (the demand model) and `shipping` (cost model + anomaly detector). A new
 training run registers a version and points `challenger` at it (and `champion` too when there is none).
-`promote` moves `champion` to the challenger only when the challenger scores better on the same holdout;
-it checks the aliases first, so a second run changes nothing.
+`evaluate` scores challenger and champion on the same holdout and records the result on the challenger's
+version; `promote` moves `champion` to the challenger only when it scored better. Both check the aliases
+first, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -88,6 +88,55 @@ def load(name: str, alias: str = CHAMPION) -> tuple[DemandModel | ShippingModel,
     return pyfunc.unwrap_python_model().model, str(version)
 
 
+# Tags on the challenger's model version: its evaluation against the champion, readable in the MLflow UI.
+EVALUATION_TAGS = ("eval.holdout", "eval.champion_version", "eval.champion_score", "eval.challenger_score")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Champion and challenger scored on one holdout (lower is better); scores None when there is nothing
+    to compare (no challenger, or the challenger is already champion)."""
+
+    model: str
+    holdout: str
+    champion: str | None
+    challenger: str | None
+    champion_score: float | None
+    challenger_score: float | None
+
+    @property
+    def challenger_is_better(self) -> bool:
+        return self.challenger_score is not None and self.challenger_score < self.champion_score
+
+    def tags(self) -> dict[str, str]:
+        return dict(zip(EVALUATION_TAGS, (self.holdout, str(self.champion), repr(self.champion_score),
+                                          repr(self.challenger_score)), strict=True))
+
+
+def evaluate(name: str, score: Callable[[DemandModel | ShippingModel], float], holdout: str) -> Evaluation:
+    """Score the challenger and the champion with `score` on the holdout named `holdout` (for example the gold
+    versions it was read from) and record the result as tags of the challenger's version.
+
+    An evaluation already recorded for the same champion version and holdout is returned without scoring
+    again, so the daily DAG's evaluate and promote tasks score each model once.
+    """
+    client = MlflowClient()
+    champion, challenger = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    if challenger is None or champion == challenger:
+        return Evaluation(name, holdout, champion, challenger, None, None)
+    recorded = client.get_model_version(name, challenger).tags
+    if recorded.get("eval.holdout") == holdout and recorded.get("eval.champion_version") == str(champion):
+        return Evaluation(name, holdout, champion, challenger, float(recorded["eval.champion_score"]),
+                          float(recorded["eval.challenger_score"]))
+    challenger_score = float(score(load(name, CHALLENGER)[0]))
+    champion_score = float(score(load(name, CHAMPION)[0])) if champion is not None else float("inf")
+    evaluation = Evaluation(name, holdout, champion, challenger, champion_score, challenger_score)
+    for key, value in evaluation.tags().items():
+        client.set_model_version_tag(name, challenger, key, value)
+    log.info("evaluation", extra=evaluation.__dict__)
+    return evaluation
+
+
 @dataclass(frozen=True)
 class Promotion:
     model: str
@@ -99,26 +148,23 @@ class Promotion:
     reason: str
 
 
-def promote(name: str, score: Callable[[DemandModel | ShippingModel], float]) -> Promotion:
+def promote(name: str, score: Callable[[DemandModel | ShippingModel], float], holdout: str) -> Promotion:
     """Move `champion` to the challenger when it scores lower (better) on the holdout; else change nothing.
 
-    `score` evaluates a model on the current holdout (lower is better). Idempotent: when both aliases
-    already name the same version there is nothing to compare.
+    Idempotent: when both aliases already name the same version there is nothing to compare.
     """
-    client = MlflowClient()
-    champion, challenger = alias_version(client, name, CHAMPION), alias_version(client, name, CHALLENGER)
+    evaluation = evaluate(name, score, holdout)
+    champion, challenger = evaluation.champion, evaluation.challenger
     if challenger is None:
         return Promotion(name, champion, None, None, None, False, "no challenger")
     if champion == challenger:
         return Promotion(name, champion, challenger, None, None, False, "challenger is already champion")
-    challenger_score = score(load(name, CHALLENGER)[0])
-    champion_score = score(load(name, CHAMPION)[0]) if champion is not None else np.inf
-    if challenger_score < champion_score:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
+    if evaluation.challenger_is_better:
+        MlflowClient().set_registered_model_alias(name, CHAMPION, challenger)
         reason = "challenger scores better on the holdout"
     else:
         reason = "champion scores at least as well on the holdout"
-    result = Promotion(name, champion, challenger, float(champion_score), float(challenger_score),
-                       challenger_score < champion_score, reason)
+    result = Promotion(name, champion, challenger, evaluation.champion_score, evaluation.challenger_score,
+                       evaluation.challenger_is_better, reason)
     log.info("promotion", extra=result.__dict__)
     return result

@@ -5,7 +5,8 @@
 the model (signature, input example) to MLflow, registers a version and points `challenger` at it (and
 `champion` when there is none). Where the simulator's ground truth exists, the run also logs the
 evaluation against it (`training.evaluate`; never used for training).
-`lakehouse promote` moves `champion` when the challenger is better on the holdout.
+`lakehouse evaluate` scores challenger and champion on the holdout (recorded on the challenger's version);
+`lakehouse promote` moves `champion` when the challenger is better there.
 """
 
 from __future__ import annotations
@@ -172,9 +173,24 @@ def holdout_scorer(spark: SparkSession, settings: Settings, name: str):
     return lambda model: shipping.mean_absolute_error(model, holdout())
 
 
+def holdout_name(spark: SparkSession, settings: Settings, name: str) -> str:
+    """Names the holdout a model is scored on: its gold inputs' Delta versions (the last days of those)."""
+    inputs = PRICING_INPUTS if name == registry.PRICING_MODEL else SHIPPING_INPUTS
+    return ",".join(f"{t}@v{table_version(spark, table(t).location(settings))}" for t in inputs)
+
+
+def evaluate_all(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODELS
+                 ) -> list[registry.Evaluation]:
+    """Challenger against champion on the current holdout, recorded on the challenger's version."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return [registry.evaluate(name, holdout_scorer(spark, settings, name), holdout_name(spark, settings, name))
+            for name in models]
+
+
 def promote_all(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODELS) -> list[registry.Promotion]:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return [registry.promote(name, holdout_scorer(spark, settings, name)) for name in models]
+    return [registry.promote(name, holdout_scorer(spark, settings, name), holdout_name(spark, settings, name))
+            for name in models]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +204,11 @@ def main(args: argparse.Namespace) -> int:
     settings = get_settings()
     models = tuple(args.model or MODELS)
     spark = get_spark(args.command, settings)
-    if args.command == "promote":
+    if args.command == "evaluate":
+        for evaluation in evaluate_all(spark, settings, models):
+            print(f"{evaluation.model:<9} champion v{evaluation.champion} {evaluation.champion_score} "
+                  f"challenger v{evaluation.challenger} {evaluation.challenger_score} on {evaluation.holdout}")
+    elif args.command == "promote":
         for result in promote_all(spark, settings, models):
             print(f"{result.model:<9} champion v{result.champion} challenger v{result.challenger}: "
                   f"{'promoted' if result.promoted else 'unchanged'} ({result.reason})")

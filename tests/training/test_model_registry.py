@@ -29,6 +29,9 @@ def _aliases(client, name):
     return {alias: registry.alias_version(client, name, alias) for alias in (registry.CHAMPION, registry.CHALLENGER)}
 
 
+HOLDOUT = "parcels seed 2"
+
+
 def test_promotion_moves_champion_only_to_a_better_challenger_and_only_once(tracking):
     name = "shipping-promotion-test"
     good = shipping.fit(parcels(3000, seed=1), rounds=60)
@@ -40,21 +43,21 @@ def test_promotion_moves_champion_only_to_a_better_challenger_and_only_once(trac
 
     assert _register(name, worse) == "1"
     assert _aliases(tracking, name) == {"champion": "1", "challenger": "1"}
-    assert registry.promote(name, score).reason == "challenger is already champion"
+    assert registry.promote(name, score, HOLDOUT).reason == "challenger is already champion"
 
     assert _register(name, good) == "2"
     assert _aliases(tracking, name) == {"champion": "1", "challenger": "2"}
-    first = registry.promote(name, score)
+    first = registry.promote(name, score, HOLDOUT)
     assert (first.promoted, first.champion, first.challenger) == (True, "1", "2")
     assert first.challenger_score < first.champion_score
-    again = registry.promote(name, score)
+    again = registry.promote(name, score, HOLDOUT)
     assert (again.promoted, again.reason) == (False, "challenger is already champion")
     assert _aliases(tracking, name) == {"champion": "2", "challenger": "2"}
 
     assert _register(name, worse) == "3"
-    kept = registry.promote(name, score)
+    kept = registry.promote(name, score, HOLDOUT)
     assert (kept.promoted, kept.reason) == (False, "champion scores at least as well on the holdout")
-    assert registry.promote(name, score).promoted is False
+    assert registry.promote(name, score, HOLDOUT).promoted is False
     assert _aliases(tracking, name) == {"champion": "2", "challenger": "3"}
 
     loaded, version = registry.load(name)
@@ -62,3 +65,31 @@ def test_promotion_moves_champion_only_to_a_better_challenger_and_only_once(trac
     np.testing.assert_allclose(loaded.expected_cost(holdout), good.expected_cost(holdout))
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(holdout.head(5))
     np.testing.assert_allclose(served["expected_cost_usd"], good.expected_cost(holdout.head(5)))
+
+
+def test_evaluation_is_recorded_on_the_challenger_and_reused_for_the_same_holdout(tracking):
+    name = "shipping-evaluation-test"
+    holdout = parcels(500, seed=4)
+    scored = []
+
+    def score(model):
+        scored.append(model)
+        return shipping.mean_absolute_error(model, holdout)
+
+    first = shipping.fit(parcels(1500, seed=3), rounds=30)
+    second = shipping.fit(parcels(1500, seed=5), rounds=30)
+    _register(name, first), _register(name, second)
+    evaluation = registry.evaluate(name, score, "holdout A")
+    expected = (shipping.mean_absolute_error(first, holdout), shipping.mean_absolute_error(second, holdout))
+    assert (evaluation.champion, evaluation.challenger, len(scored)) == ("1", "2", 2)
+    np.testing.assert_allclose((evaluation.champion_score, evaluation.challenger_score), expected)
+    assert tracking.get_model_version(name, "2").tags == evaluation.tags()
+
+    assert registry.evaluate(name, score, "holdout A") == evaluation  # recorded: not scored again
+    assert len(scored) == 2
+    assert registry.evaluate(name, score, "holdout B").holdout == "holdout B"  # another holdout: scored anew
+    assert len(scored) == 4 and tracking.get_model_version(name, "2").tags["eval.holdout"] == "holdout B"
+    promotion = registry.promote(name, score, "holdout B")  # decides on the recorded evaluation
+    assert len(scored) == 4
+    assert (promotion.champion_score, promotion.challenger_score) == (evaluation.champion_score,
+                                                                      evaluation.challenger_score)
