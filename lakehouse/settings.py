@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # S3-compatible endpoint (MinIO, s3proxy) for s3a:// tables; credentials come from the standard
     # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables, never from a file in the repository.
     s3_endpoint: str | None = None
+    # Where the MLflow server stores artifacts: unset is `<state>/mlflow/artifacts`; `s3://bucket/prefix`
+    # puts them on the S3 endpoint above (the server gets it as MLFLOW_S3_ENDPOINT_URL).
+    mlflow_artifacts_destination: str | None = None
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
