@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # Seconds between checks of the registered models' aliases (a moved alias is served without restart).
     api_model_refresh_s: float = Field(15.0, gt=0)
 
+    # Monitoring alerts (spark_jobs.monitor): PagerDuty Events v2 events are POSTed to this URL (unset:
+    # logged as not sent) with this routing key (PagerDuty's integration key; any string for other receivers).
+    alert_webhook_url: str | None = None
+    alert_routing_key: str = "lakehouse-local"
+    alert_timeout_s: float = Field(10.0, gt=0)
+
     # Seconds `lakehouse stack up` waits for a service to answer its health check.
     health_timeout_s: float = 90.0
 

@@ -104,6 +104,13 @@ TABLES: dict[str, Table] = {
               "Expected carrier invoice of a parcel at each weight band's upper weight, by the champion shipping "
               "model, beside the published rate; the cheapest carrier marked. One row per delivery_zone, "
               "weight_band_kg, service_level, carrier and valid_from."),
+        Table("gold.monitoring_metrics", (), "spark_jobs.monitor",
+              "What each monitoring run measured and how its alert rules judged it: freshness, volume, quality "
+              "failures per quality run, schema drift, feature PSI, model MAE, experiment readout, API latency and "
+              "errors. One row per run, check, subject and metric (and observed_at for the quality history)."),
+        Table("gold.alerts", (), "spark_jobs.monitor",
+              "The alert log: each PagerDuty Events v2 trigger or resolve sent to the webhook, with its body, "
+              "outcome and HTTP status. One row per alert event sent or attempted."),
         Table("ops.gold_progress", (), "spark_jobs.gold",
               "One row per silver table and gold build: the silver version the build read (a re-run on the same "
               "versions is skipped)."),
