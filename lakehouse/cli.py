@@ -77,15 +77,28 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from lakehouse.pipeline import bootstrap, run_pipeline
+    from expectations.gate import QualityGateError
+    from lakehouse.pipeline import PipelineError, bootstrap, run_pipeline, select_steps
     from lakehouse.spark import get_spark
 
     settings = get_settings()
     if args.command == "bootstrap":
         bootstrap(settings, lambda: get_spark("bootstrap", settings))
-    else:
-        for step, result in run_pipeline(get_spark("pipeline", settings), settings).items():
-            print(f"{step:<10} {result}")
+        return 0
+    try:
+        steps = select_steps(args.step, args.start)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        summary = run_pipeline(get_spark("pipeline", settings), settings, steps, retries=args.retries)
+    except PipelineError as failure:
+        for step, outcome in failure.run.steps.items():
+            print(f"{step:<10} {outcome['status']}: {outcome.get('result') or outcome.get('error')}")
+        print(f"error: {failure}", file=sys.stderr)
+        return 2 if isinstance(failure.error, QualityGateError) else 1
+    for step, result in summary.items():
+        print(f"{step:<10} {result}")
     return 0
 
 
@@ -185,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "simulator's ground truth exists, its evaluation is logged as truth_* metrics.")
     train.add_arguments(train_parser)
     train_parser.set_defaults(run=train.main)
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="score challenger and champion on the holdout, recorded on the challenger's version",
+        description="Score champion and challenger on the current holdout (pricing: Poisson deviance of "
+                    "add-to-carts; shipping: MAE in USD) and record both scores as eval.* tags of the challenger's "
+                    "model version; `promote` decides on them. A recorded evaluation of the same holdout is reused.")
+    train.add_arguments(evaluate_parser)
+    evaluate_parser.set_defaults(run=train.main)
     promote_parser = commands.add_parser(
         "promote", help="move `champion` to the challenger when it is better on the holdout",
         description="Score champion and challenger on the current holdout (pricing: Poisson deviance of "
@@ -201,10 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "guardrails, and price every zone x weight band x service level x carrier with the champion "
                     "shipping model; replaces that day's rows.").set_defaults(run=score.main)
 
-    commands.add_parser("pipeline", help="run the batch pipeline end to end",
-                        description="Run every batch step in order (ingest, silver, gold, train, promote, score) "
-                                    "with progress and a summary."
-                        ).set_defaults(run=_pipeline)
+    from lakehouse.dag import RETRIES, STEP_ORDER
+
+    pipeline = commands.add_parser(
+        "pipeline", help="run the daily DAG (or some of its steps) with retries, progress and a summary",
+        description=f"Run the daily DAG's steps in order ({' -> '.join(STEP_ORDER)}), each retried {RETRIES} "
+                    "times on failure except a failed quality gate, with progress and a run summary (also in "
+                    "<state>/pipeline_runs/). Exits 2 when a quality gate stopped it, 1 on another failure.")
+    pipeline.add_argument("--step", action="append", choices=STEP_ORDER, help="only this step (repeatable)")
+    pipeline.add_argument("--from", dest="start", choices=STEP_ORDER, help="this step and the ones after it")
+    pipeline.add_argument("--retries", type=int, default=RETRIES, help=f"retries per step (default {RETRIES})")
+    pipeline.set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "
                                     "pipeline; does nothing once done (marker: <state>/bootstrap.json)."

@@ -1,8 +1,9 @@
-"""The batch pipeline in order, and the first-run bootstrap that `make up` calls.
+"""The daily DAG's steps (order and retry policy in `lakehouse.dag`) and the native runner.
 
-Each step is a function of (SparkSession, Settings) that returns a one-line summary; the runner logs
-progress per step and ends with a run summary. Later steps (silver, gold, training, scoring) append
-to STEPS.
+Each step is a function of (SparkSession, Settings) that returns a one-line summary. `run_pipeline` runs
+them in order (or a selection) with retries, logs progress per step and ends with a run summary, written
+to `<state>/pipeline_runs/<run id>.json` too. `make pipeline` / `lakehouse pipeline` run it natively; the
+Airflow DAG in `infra/airflow/` makes one task per step of `STEPS` calling `lakehouse pipeline --step NAME`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
+from expectations.gate import QualityGateError
+from lakehouse.dag import RETRIES, RETRY_DELAY_S, STEP_ORDER
 from lakehouse.schemas.landing import LANDING_SCHEMAS
 from lakehouse.settings import Settings
 
@@ -51,6 +56,14 @@ def _train(spark: SparkSession, settings: Settings) -> str:
     return ", ".join(result.summary() for result in run(spark, settings))
 
 
+def _evaluate(spark: SparkSession, settings: Settings) -> str:
+    from training.train import evaluate_all
+
+    return ", ".join(f"{e.model}: challenger v{e.challenger} {e.challenger_score} vs champion v{e.champion} "
+                     f"{e.champion_score}" if e.challenger_score is not None else f"{e.model}: nothing to compare"
+                     for e in evaluate_all(spark, settings))
+
+
 def _promote(spark: SparkSession, settings: Settings) -> str:
     from training.train import promote_all
 
@@ -65,20 +78,88 @@ def _score(spark: SparkSession, settings: Settings) -> str:
 
 
 STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "train": _train,
-                          "promote": _promote, "score": _score}
+                          "evaluate": _evaluate, "promote": _promote, "score": _score}
+# A failed quality gate is the data, not the weather: never retried.
+NOT_RETRIED = (QualityGateError,)
 
 
-def run_pipeline(spark: SparkSession, settings: Settings) -> dict[str, str]:
-    """Run every step in order; a failing step stops the run (its exception propagates)."""
-    summary, started = {}, time.monotonic()
-    for number, (name, step) in enumerate(STEPS.items(), start=1):
-        log.info("step started", extra={"step": name, "progress": f"{number}/{len(STEPS)}"})
-        step_started = time.monotonic()
-        summary[name] = step(spark, settings)
-        log.info("step done", extra={"step": name, "progress": f"{number}/{len(STEPS)}",
-                                     "seconds": round(time.monotonic() - step_started, 1), "result": summary[name]})
-    log.info("pipeline done", extra={"seconds": round(time.monotonic() - started, 1), "steps": summary})
-    return summary
+@dataclass
+class PipelineRun:
+    """What one run did: each step's summary (or error), attempts and seconds, in order."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    steps: dict[str, dict] = field(default_factory=dict)
+    status: str = "running"
+
+    def as_json(self) -> dict:
+        return {"run_id": self.run_id, "started_at": self.started_at, "status": self.status, "steps": self.steps}
+
+
+class PipelineError(RuntimeError):
+    """A step failed after its retries; `run` says what ran before it."""
+
+    def __init__(self, step: str, run: PipelineRun, error: Exception):
+        self.step, self.run, self.error = step, run, error
+        super().__init__(f"step {step!r} failed: {error}")
+
+
+def select_steps(only: list[str] | None = None, start: str | None = None) -> list[str]:
+    """The steps to run, in DAG order: `only` these, or from `start` on, or all."""
+    names = list(STEP_ORDER)
+    unknown = sorted(set(only or []) - set(names)) + ([start] if start and start not in names else [])
+    if unknown:
+        raise ValueError(f"unknown steps {unknown}; the steps are {', '.join(names)}")
+    if only:
+        return [name for name in names if name in only]
+    return names[names.index(start):] if start else names
+
+
+
+def _attempt(name: str, step: Step, spark: SparkSession, settings: Settings, retries: int, delay_s: float
+             ) -> tuple[str, int]:
+    """The step's summary and the attempts it took; the last error propagates."""
+    for attempt in range(1, retries + 2):
+        try:
+            return step(spark, settings), attempt
+        except NOT_RETRIED:
+            raise
+        except Exception as error:  # noqa: BLE001 - any other failure may be transient: retry, then give up
+            if attempt > retries:
+                raise
+            log.warning("step failed, retrying", extra={"step": name, "attempt": attempt, "retry_in_s": delay_s,
+                                                        "error": repr(error)})
+            time.sleep(delay_s)
+    raise AssertionError("unreachable")
+
+
+def run_pipeline(spark: SparkSession, settings: Settings, steps: list[str] | None = None,
+                 retries: int = RETRIES, delay_s: float = RETRY_DELAY_S) -> dict[str, str]:
+    """Run `steps` (default all) in DAG order; returns each step's summary. A step failing after its retries
+    stops the run with PipelineError; the run summary is logged and written either way."""
+    names, run, started = steps or list(STEPS), PipelineRun(), time.monotonic()
+    try:
+        for number, name in enumerate(names, start=1):
+            progress = f"{number}/{len(names)}"
+            log.info("step started", extra={"step": name, "progress": progress, "run_id": run.run_id})
+            step_started = time.monotonic()
+            try:
+                result, attempts = _attempt(name, STEPS[name], spark, settings, retries, delay_s)
+            except Exception as error:
+                run.steps[name] = {"status": "failed", "error": str(error),
+                                   "seconds": round(time.monotonic() - step_started, 1)}
+                run.status = "failed"
+                raise PipelineError(name, run, error) from error
+            run.steps[name] = {"status": "done", "result": result, "attempts": attempts,
+                               "seconds": round(time.monotonic() - step_started, 1)}
+            log.info("step done", extra={"step": name, "progress": progress, **run.steps[name]})
+        run.status = "done"
+    finally:
+        folder = settings.state_dir / "pipeline_runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{run.run_id}.json").write_text(json.dumps(run.as_json(), indent=2) + "\n")
+        log.info("pipeline " + run.status, extra={"seconds": round(time.monotonic() - started, 1), **run.as_json()})
+    return {name: outcome["result"] for name, outcome in run.steps.items()}
 
 
 def bootstrap(settings: Settings, spark_factory: Callable[[], SparkSession]) -> bool:

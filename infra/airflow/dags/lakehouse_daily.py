@@ -1,0 +1,52 @@
+"""The lakehouse's daily DAG for teams that run Airflow (3.x): one task per step of `lakehouse.dag`.
+
+Each task runs `lakehouse pipeline --step NAME --retries 0` (the same entry point as `make pipeline`);
+Airflow does the retrying, with the same policy as the native runner, and a failed quality gate (exit
+code 2) fails the task at once, without retries. Set LAKEHOUSE_REPO to the checkout (default: the one this
+file is in) and LAKEHOUSE_CLI to its `lakehouse` script (default: `<repo>/.venv/bin/lakehouse`); the
+workers need the checkout and its virtualenv, and the same LAKEHOUSE_* / SPARK_MASTER_URL settings as the
+rest of the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, chain
+
+REPO = Path(os.environ.get("LAKEHOUSE_REPO", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(REPO))
+
+from lakehouse.dag import RETRIES, RETRY_DELAY_S, SCHEDULE, STEP_ORDER, step_command  # noqa: E402
+
+QUALITY_GATE_FAILED = 2  # `lakehouse pipeline`'s exit code when a quality gate stopped it
+
+
+def run_step(step: str) -> None:
+    """Run one step through the CLI; exit code 2 (quality gate) is final, any other failure is retried."""
+    cli = os.environ.get("LAKEHOUSE_CLI", str(REPO / ".venv" / "bin" / "lakehouse"))
+    command = [cli, *step_command(step)[1:], "--retries", "0"]
+    code = subprocess.run(command, cwd=REPO, check=False).returncode
+    if code == QUALITY_GATE_FAILED:
+        raise AirflowFailException(f"step {step}: a quality gate failed (see ops.quality_results); not retried")
+    if code != 0:
+        raise AirflowException(f"step {step}: {' '.join(command)} exited {code}")
+
+
+with DAG(
+    dag_id="lakehouse_daily",
+    description="ingest -> silver -> gold -> train -> evaluate -> promote -> score (lakehouse.dag)",
+    schedule=SCHEDULE,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # one writer per Delta table
+    default_args={"retries": RETRIES, "retry_delay": timedelta(seconds=RETRY_DELAY_S)},
+    tags=["lakehouse"],
+) as dag:
+    chain(*(PythonOperator(task_id=step, python_callable=run_step, op_args=[step]) for step in STEP_ORDER))
