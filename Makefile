@@ -33,7 +33,8 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 install: $(INSTALLED) ## create the virtualenv with the locked dependencies
 
-$(JARS): infra/pom.xml infra/resolve-jars.sh $(INSTALLED)
+# Order-only on the virtualenv (it only needs pyspark's jar folder): reinstalling Python packages does not re-resolve jars.
+$(JARS): infra/pom.xml infra/resolve-jars.sh | $(INSTALLED)
 	@infra/resolve-jars.sh $(JARS_DIR) "$$($(PY) -c 'import pathlib, pyspark; print(pathlib.Path(pyspark.__file__).parent / "jars")')"
 
 jars: $(JARS) ## resolve the JVM jars (Delta, Kafka connector, S3A, Kafka broker) with Maven
