@@ -45,9 +45,12 @@ def decision_record(**fields: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown decision fields {sorted(unknown)}; declared: {', '.join(DECISION_FIELDS)}")
     record = dict.fromkeys(DECISION_FIELDS)
-    record.update(decision_id=str(uuid.uuid4()), event_time=datetime.now(UTC).isoformat(), guardrails=[],
-                  fallback=False)
+    record.update(guardrails=[], fallback=False)
     record.update(fields)
+    if record["decision_id"] is None:
+        record["decision_id"] = str(uuid.uuid4())
+    if record["event_time"] is None:
+        record["event_time"] = datetime.now(UTC).isoformat()
     return record
 
 

@@ -57,10 +57,8 @@ def test_a_full_queue_drops_and_counts_without_blocking(own_settings):
     metrics = ServingMetrics()
     logger = DecisionLogger(own_settings.model_copy(update={"decision_log_queue_size": 2}), metrics)
 
-    started = time.perf_counter()
-    for i in range(5):
+    for i in range(5):  # nothing consumes the queue: a blocking put would hang here (pytest-timeout)
         logger.log(decision_record(decision_id=f"d-{i}"))
-    assert time.perf_counter() - started < 0.05
 
     assert dropped(metrics, "queue_full") == 3
     assert metrics.registry.get_sample_value("lakehouse_decision_log_queue_depth") == 2
@@ -143,7 +141,8 @@ def test_with_kafka_unreachable_log_returns_at_once_and_every_record_is_counted_
         time.sleep(0.05)
     logger.close(timeout_s=5)
 
-    assert max(took) < 0.01, took
+    # Blocking on Kafka would cost the 0.5 s connection timeout; half of it leaves room for a loaded machine.
+    assert max(took) < 0.25, took
     assert sent(metrics) == 0
     assert dropped(metrics, "kafka_unavailable") + dropped(metrics, "queue_full") == 20
     # The first record waits for the connection attempt; the queue holds 5 more; the rest is refused.
