@@ -40,13 +40,20 @@ $(JARS): infra/pom.xml infra/resolve-jars.sh | $(INSTALLED)
 jars: $(JARS) ## resolve the JVM jars (Delta, Kafka connector, S3A, Kafka broker) with Maven
 
 ifeq ($(STACK),docker)
+# Compose only where a Docker engine answers; otherwise say so instead of a docker client error.
+DOCKER_ENGINE = @docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers (docker info failed); start one, or use the native stack: make up" >&2; exit 1; }
 up: ## start the stack and print where everything is
+	$(DOCKER_ENGINE)
 	docker compose up -d --build --wait
+	@echo "  API http://127.0.0.1:8000/docs  MLflow http://127.0.0.1:5000  Grafana http://127.0.0.1:3000  MinIO http://127.0.0.1:9001"
 down: ## stop the stack
+	$(DOCKER_ENGINE)
 	docker compose down
 status: ## show each service's state
+	$(DOCKER_ENGINE)
 	docker compose ps
 logs: ## tail the services' logs
+	$(DOCKER_ENGINE)
 	docker compose logs -f --tail 50
 else
 up: $(INSTALLED) $(JARS)

@@ -1,7 +1,10 @@
 """docker-compose.yml, checked statically (no Docker engine here) against the native settings and pins."""
 
+import json
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -9,9 +12,11 @@ import yaml
 
 from lakehouse.settings import REPO_ROOT, Settings
 from lakehouse.versions import locked, pom_property
+from serving.metrics import ServingMetrics
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+SHARED_ENV = COMPOSE["x-lakehouse-env"]
 
 
 def _settings_env_names() -> set[str]:
@@ -30,7 +35,8 @@ def test_compose_file_is_valid_against_the_compose_spec():
 
 
 def test_compose_runs_the_services_the_design_names():
-    assert set(SERVICES) == {"kafka", "minio", "minio-init", "spark-master", "spark-worker", "mlflow", "api"}
+    assert set(SERVICES) == {"kafka", "minio", "minio-init", "spark-master", "spark-worker", "mlflow", "api",
+                             "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize(("service", "ports"), [
@@ -39,6 +45,8 @@ def test_compose_runs_the_services_the_design_names():
     ("api", ["8000:8000"]),
     ("minio", ["9000:9000", "9001:9001"]),
     ("spark-master", ["7077:7077", "8080:8080"]),
+    ("prometheus", ["9090:9090"]),
+    ("grafana", ["3000:3000"]),
 ])
 def test_ports_are_the_native_ones(service, ports):
     assert SERVICES[service]["ports"] == ports
@@ -72,3 +80,78 @@ def test_images_are_pinned_and_match_the_pinned_versions():
     spark_image_version = images["spark-master"].split(":")[1].split("-")[0]
     assert spark_image_version == locked("pyspark") == pom_property("spark.version")
     assert images["kafka"] == f"apache/kafka:{pom_property('kafka.broker.version')}"
+
+
+def test_kafka_image_matches_the_broker_jars_the_native_stack_runs(settings):
+    version = SERVICES["kafka"]["image"].split(":")[1]
+    assert (settings.jars_dir / "kafka" / f"kafka_2.13-{version}.jar").exists()
+
+
+def test_mlflow_and_api_run_the_project_image_with_the_locked_packages():
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for service in ("mlflow", "api"):
+        assert SERVICES[service]["image"] == f"lakehouse:{version}"
+        assert SERVICES[service]["build"] == {"context": ".", "dockerfile": "infra/Dockerfile"}
+    dockerfile = (REPO_ROOT / "infra" / "Dockerfile").read_text()
+    assert "uv pip sync --system --no-cache requirements.lock" in dockerfile
+    # So the server's MLflow is the lock's, with boto3 for its S3 artifact store.
+    assert (locked("mlflow"), locked("boto3")) == ("3.17.2", "1.44.5")
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_storage_buckets_and_endpoints_agree():
+    buckets = set(re.findall(r"local/([a-z0-9-]+)", SERVICES["minio-init"]["entrypoint"][-1]))
+    destination = _option(SERVICES["mlflow"]["command"], "--artifacts-destination")
+    assert destination == SHARED_ENV["LAKEHOUSE_MLFLOW_ARTIFACTS_DESTINATION"]
+    assert {destination.split("/")[2], SHARED_ENV["LAKEHOUSE_STORAGE_ROOT"].split("/")[2]} == buckets
+    assert SHARED_ENV["LAKEHOUSE_STORAGE_ROOT"].startswith("s3a://")
+    endpoint = SHARED_ENV["LAKEHOUSE_S3_ENDPOINT"]
+    mlflow_endpoint = SERVICES["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"]
+    assert SHARED_ENV["MLFLOW_S3_ENDPOINT_URL"] == mlflow_endpoint == endpoint
+    assert endpoint == f"http://minio:{SERVICES['minio']['ports'][0].split(':')[1]}"
+    # Every container that touches S3 gets the same credentials, from the environment of `docker compose`.
+    for service in ("mlflow", "spark-worker"):
+        environment = SERVICES[service]["environment"]
+        assert {k: environment[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")} == {
+            k: SHARED_ENV[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+
+
+def test_services_reach_each_other_on_the_ports_they_publish():
+    assert SHARED_ENV["MLFLOW_TRACKING_URI"] == f"http://mlflow:{_option(SERVICES['mlflow']['command'], '--port')}"
+    master_port = _option(SERVICES["spark-master"]["command"], "--port")
+    assert SHARED_ENV["SPARK_MASTER_URL"] == f"spark://spark-master:{master_port}"
+    assert SERVICES["spark-worker"]["command"][-1] == SHARED_ENV["SPARK_MASTER_URL"]
+
+
+def _mounted_sources(service: str) -> list[Path]:
+    return [REPO_ROOT / volume.split(":")[0] for volume in SERVICES[service]["volumes"] if volume.startswith("./")]
+
+
+def test_prometheus_scrapes_the_api_metrics():
+    assert all(path.exists() for path in _mounted_sources("prometheus"))
+    config = yaml.safe_load((REPO_ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": [f"api:{SERVICES['api']['environment']['LAKEHOUSE_API_PORT']}"]}]
+
+
+def _exposed_metric_names() -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {family.name + suffix for family in ServingMetrics().registry.collect()
+            for suffix in suffixes[family.type]}
+
+
+def test_grafana_dashboard_queries_metrics_the_api_exposes_from_the_provisioned_source():
+    assert all(path.exists() for path in _mounted_sources("grafana"))
+    grafana = REPO_ROOT / "infra" / "grafana"
+    [source] = yaml.safe_load((grafana / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == f"http://prometheus:{SERVICES['prometheus']['ports'][0].split(':')[1]}"
+    dashboard = json.loads((grafana / "dashboards" / "lakehouse-api.json").read_text())
+    targets = [t for panel in dashboard["panels"] for t in panel["targets"]]
+    assert {t["datasource"]["uid"] for t in targets} == {source["uid"]}
+    queried = {name for t in targets for name in re.findall(r"lakehouse_[a-z_]+", t["expr"])}
+    assert queried - _exposed_metric_names() == set()
+    assert len(queried) == 9
