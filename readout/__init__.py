@@ -1,0 +1,1 @@
+"""A/B experiment readout: per-visitor outcomes -> metrics per variant, lift with intervals, tests, SRM."""
