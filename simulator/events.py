@@ -148,6 +148,7 @@ def simulate_day(world: World, day: int, with_coupons: bool = False) -> DayEvent
         "referrer": sess_referrer[e_sess],
         "page": page,
         "order_id": e_order,
+        "decision_id": np.full(len(e_t), None, dtype=object),  # no API decided these prices
     }, columns=CLICKSTREAM_COLUMNS).iloc[by_time].reset_index(drop=True)
 
     lines = _order_lines(world, rng, k_sess[bought], k_sku[bought], order_no)

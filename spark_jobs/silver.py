@@ -207,7 +207,7 @@ def latest_per_key(frame: DataFrame, keys: tuple[str, ...]) -> DataFrame:
 # Declared columns a source legitimately leaves null in every row of a batch (not schema drift).
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "products": ("map_price",),
-    "clickstream": ("customer_id", "order_id"),
+    "clickstream": ("customer_id", "order_id", "decision_id"),
     # A decision is about a customer or a session, one product or none (shipping), a price or an
     # estimate; rule-based answers name no model; requests outside experiments have no variant.
     "decisions": ("customer_id", "session_id", "experiment", "variant", "model_name", "model_version", "sku",

@@ -138,7 +138,8 @@ TRANSACTIONS = _schema(
 )
 
 # Behaviour events (JSON lines): one row per event. customer_id is null while the shopper is
-# anonymous; order_id is set on the checkout and purchase events of a session that paid.
+# anonymous; order_id is set on the checkout and purchase events of a session that paid; decision_id
+# names the API's price decision the shopper saw (live shoppers; null in the history backfill).
 CLICKSTREAM = _schema(
     ("event_id", StringType()),
     ("session_id", StringType()),
@@ -151,6 +152,7 @@ CLICKSTREAM = _schema(
     ("referrer", StringType()),
     ("page", StringType()),
     ("order_id", StringType()),
+    ("decision_id", StringType()),
 )
 
 LANDING_SCHEMAS: dict[str, StructType] = {

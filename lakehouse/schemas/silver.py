@@ -154,6 +154,7 @@ CLICKSTREAM = _schema(
     ("referrer", StringType()),
     ("page", StringType()),
     ("order_id", StringType()),
+    ("decision_id", StringType()),  # the API's price decision shown (null for the history backfill)
 )
 
 _TYPED = {"string": StringType(), "double": DoubleType(), "boolean": BooleanType(),

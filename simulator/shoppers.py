@@ -1,0 +1,298 @@
+"""Live shoppers: simulated sessions that get their prices from the running API and behave by the truth.
+
+Each session is a known customer of the simulator's world who views a few SKUs (drawn by the day's
+expected views). Every viewed price comes from `POST /v1/prices` (real HTTP, the key from
+`<state>/api_key.txt`); the shopper then adds the SKU to the cart with the world's true probability
+at that price (`World.cart_probability`), buys it with `purchase_given_cart`, else abandons it.
+Clickstream events (view, add_to_cart, checkout, purchase, abandon) carry the `decision_id` of the
+price shown; purchases also send order lines. Both go to Kafka through `streaming.producer`'s
+idempotent producer. Per decision the true expectations (P(add to cart), P(purchase), units, revenue
+and margin at the true unit cost) are written to `<truth>/live_decisions/<run_id>.parquet`, so the
+true lift of every variant is known exactly.
+
+    python -m simulator.shoppers --minutes 3 --sessions-per-s 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.events import CARRIER_NAMES, DEVICE_P, DEVICES, REFERRER_P, REFERRERS, SERVICE_NAMES, _shipments
+from simulator.world import SEGMENT_SESSION_WEIGHT, World
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+MEAN_VIEWS_PER_SESSION = 2.5  # as in the history: 1 + Poisson(1.5)
+TRUTH_COLUMNS = ("decision_id", "experiment", "variant", "customer_id", "session_id", "sku", "price_usd",
+                 "unit_cost_usd", "p_add_to_cart", "p_purchase", "expected_units", "expected_revenue_usd",
+                 "expected_margin_usd")
+
+
+class ShopperError(RuntimeError):
+    """The API refused a price request: the message has its status and body."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The API's answer for one viewed SKU."""
+
+    decision_id: str
+    price_usd: float
+    experiment: str | None
+    variant: str | None
+
+
+@dataclass(frozen=True)
+class LineOutcomes:
+    """What shoppers did with viewed SKUs (arrays aligned with the views) and the truth behind it."""
+
+    p_add_to_cart: np.ndarray
+    p_purchase: np.ndarray
+    unit_cost_usd: np.ndarray
+    added: np.ndarray
+    purchased: np.ndarray
+    quantity: np.ndarray
+
+    def expected_units(self, extra_quantity_mean: float) -> np.ndarray:
+        return self.p_purchase * (1 + extra_quantity_mean)
+
+
+def behave(world: World, day: int, sku: np.ndarray, price: np.ndarray, rng: np.random.Generator) -> LineOutcomes:
+    """The shopper's choice for each viewed SKU index at the price shown, drawn from the true model:
+    add to cart with `cart_probability`, then buy with `purchase_given_cart` (else abandon)."""
+    p_cart = world.cart_probability(sku, price, world.competitor_min_usd(day)[sku])
+    p_buy = p_cart * world.purchase_given_cart
+    added = rng.random(len(sku)) < p_cart
+    purchased = added & (rng.random(len(sku)) < world.purchase_given_cart)
+    quantity = np.where(purchased, 1 + rng.poisson(world.params.extra_quantity_mean, len(sku)), 0)
+    return LineOutcomes(p_cart, p_buy, world.unit_cost_usd(day)[sku], added, purchased, quantity)
+
+
+class PriceApi:
+    """`POST /v1/prices` over an httpx client (a real server, or a fake transport in tests)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def price(self, sku: str, customer_id: str, session_id: str) -> Decision:
+        response = self.client.post("/v1/prices", json={
+            "sku": sku, "customer": {"customer_id": customer_id, "session_id": session_id}})
+        if response.status_code != 200:
+            raise ShopperError(f"POST /v1/prices for {sku} answered {response.status_code}: {response.text[:300]}")
+        body = response.json()
+        return Decision(body["decision_id"], float(body["price_usd"]), body.get("experiment"), body.get("variant"))
+
+
+def api_client(settings, base_url: str | None = None):
+    """An httpx client for the running API with the key `make up` created (`<state>/api_key.txt`)."""
+    import httpx
+
+    from serving.gateway import API_KEY_HEADER, initial_key_file
+
+    key_file = initial_key_file(settings)
+    if not key_file.exists():
+        raise ShopperError(f"no API key at {key_file}: start the stack first (make up)")
+    return httpx.Client(base_url=base_url or f"http://{settings.api_host}:{settings.api_port}",
+                        headers={API_KEY_HEADER: key_file.read_text().strip()}, timeout=10.0)
+
+
+@dataclass
+class Session:
+    """One session's messages (source -> landing-schema rows) and per-decision truth rows."""
+
+    clickstream: list[dict] = field(default_factory=list)
+    transactions: list[dict] = field(default_factory=list)
+    truth: list[dict] = field(default_factory=list)
+
+
+def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=lambda: datetime.now(UTC)) -> Session:
+    """One session: a known customer views SKUs priced by the API and behaves by the truth.
+
+    Grain of the output: clickstream one row per event, transactions one row per order line, truth
+    one row per decision."""
+    active = np.flatnonzero(world.signup_day <= world.state_day(day))
+    weight = SEGMENT_SESSION_WEIGHT[world.segment[active]]
+    customer = int(rng.choice(active, p=weight / weight.sum()))
+    customer_id, session_id = str(world.customer_id[customer]), str(uuid.uuid4())
+    views = world.expected_views(world.state_day(day))
+    sku = rng.choice(world.n_skus, 1 + rng.poisson(MEAN_VIEWS_PER_SESSION - 1), p=views / views.sum())
+    device, referrer = rng.choice(DEVICES, p=DEVICE_P), rng.choice(REFERRERS, p=REFERRER_P)
+    decisions = [api.price(str(world.sku_id[s]), customer_id, session_id) for s in sku]
+    price = np.array([d.price_usd for d in decisions])
+    outcome = behave(world, day, sku, price, rng)
+    order_id = f"ORD-LIVE-{uuid.uuid4().hex[:12]}" if outcome.purchased.any() else None
+
+    session = Session()
+
+    def event(i: int, event_type: str, page: str, order: str | None = None) -> None:
+        session.clickstream.append({
+            "event_id": str(uuid.uuid4()), "session_id": session_id, "customer_id": customer_id,
+            "sku": str(world.sku_id[sku[i]]), "event_type": event_type, "price_shown": float(price[i]),
+            "event_time": now().isoformat(timespec="milliseconds"), "device": str(device),
+            "referrer": str(referrer), "page": page, "order_id": order, "decision_id": decisions[i].decision_id})
+
+    for i in range(len(sku)):
+        event(i, "view", "product")
+        if outcome.added[i]:
+            event(i, "add_to_cart", "cart")
+    bought = np.flatnonzero(outcome.purchased)
+    for kind in ("checkout", "purchase"):
+        for i in bought:
+            event(i, kind, "checkout", order_id)
+    for i in np.flatnonzero(outcome.added & ~outcome.purchased):
+        event(i, "abandon", "cart")
+    if order_id is not None:
+        session.transactions = _order_lines(world, day, rng, customer, customer_id, session_id, order_id,
+                                            sku[bought], price[bought], outcome.quantity[bought], now())
+    units = outcome.expected_units(world.params.extra_quantity_mean)
+    for i, d in enumerate(decisions):
+        session.truth.append({
+            "decision_id": d.decision_id, "experiment": d.experiment, "variant": d.variant,
+            "customer_id": customer_id, "session_id": session_id, "sku": str(world.sku_id[sku[i]]),
+            "price_usd": float(price[i]), "unit_cost_usd": float(outcome.unit_cost_usd[i]),
+            "p_add_to_cart": float(outcome.p_add_to_cart[i]), "p_purchase": float(outcome.p_purchase[i]),
+            "expected_units": float(units[i]), "expected_revenue_usd": float(units[i] * price[i]),
+            "expected_margin_usd": float(units[i] * (price[i] - outcome.unit_cost_usd[i]))})
+    return session
+
+
+def _order_lines(world: World, day: int, rng: np.random.Generator, customer: int, customer_id: str,
+                 session_id: str, order_id: str, sku: np.ndarray, price: np.ndarray, quantity: np.ndarray,
+                 when: datetime) -> list[dict]:
+    """The order's lines (`sku`, `price` and `quantity` aligned) at the prices the API showed, in USD,
+    shipped by the simulator's carrier model. Grain: one row per order line."""
+    catalogue_price = np.zeros(world.n_skus)
+    catalogue_price[sku] = price
+    lines = {"order": np.zeros(len(sku), dtype=np.int64), "sku": sku, "quantity": quantity}
+    ship = _shipments(world, world.state_day(day), rng, lines, catalogue_price, np.array([order_id]),
+                      np.array([customer]))
+    return [{
+        "event_id": str(uuid.uuid4()), "order_id": order_id, "line_number": n + 1, "customer_id": customer_id,
+        "sku": str(world.sku_id[s]), "quantity": int(q), "unit_price_paid": float(p), "currency": "USD",
+        "event_time": when.isoformat(timespec="milliseconds"), "postal_code": str(world.zip5[customer]),
+        "carrier": str(CARRIER_NAMES[ship["carrier"][0]]), "service_level": str(SERVICE_NAMES[ship["service"][0]]),
+        "shipping_charged": float(ship["shipping_charged_usd"][0]),
+        "actual_shipping_cost": float(ship["actual_cost"][0]),
+        "session_id": session_id,
+    } for n, (s, p, q) in enumerate(zip(sku, price, quantity, strict=True))]
+
+
+@dataclass(frozen=True)
+class ShoppersRun:
+    """What a run sent and where its per-decision truth is."""
+
+    run_id: str
+    sessions: int
+    decisions: int
+    events: int
+    order_lines: int
+    truth_path: Path
+
+
+def live_truth_dir(settings) -> Path:
+    return settings.truth_dir / "live_decisions"
+
+
+def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: int | None = None,
+        when: datetime | None = None, api: PriceApi | None = None, seed: int | None = None) -> ShoppersRun:
+    """Shoppers for `duration_s` seconds (or `max_sessions`) at `sessions_per_s`, on the world's state
+    of `when`'s date (default: the day after the history). Returns once Kafka acknowledged every
+    message; raises `streaming.producer.ProduceError` otherwise."""
+    from simulator import truth as sim_truth
+    from streaming.producer import ProduceError, kafka_producer
+    from streaming.topics import SOURCES, ensure_topics
+
+    if duration_s <= 0 or sessions_per_s <= 0:
+        raise ValueError("duration and sessions per second must be positive: the shoppers always stop by themselves")
+    world = sim_truth.load(settings.truth_dir).world
+    day = world.n_days if when is None else world.config.day_of(when.date())
+    api = api or PriceApi(api_client(settings))
+    rng = np.random.default_rng(seed)
+    ensure_topics(settings, list(SOURCES.values()))
+    topics = {name: s.topic(settings) for name, s in SOURCES.items()}
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    truth_path = live_truth_dir(settings) / f"{run_id}.parquet"
+    producer = kafka_producer(settings.kafka_bootstrap_servers)
+    failures: list[Exception] = []
+    truth: list[dict] = []
+    counts = {"sessions": 0, "events": 0, "order_lines": 0}
+    started = last_log = time.monotonic()
+    log.info("shoppers starting", extra={"run_id": run_id, "day": world.config.day_date(day).isoformat(),
+                                         "duration_s": duration_s, "sessions_per_s": sessions_per_s})
+    try:
+        while time.monotonic() - started < duration_s and (max_sessions is None or counts["sessions"] < max_sessions):
+            session = shop(world, day, api, rng)
+            for source, rows, key in (("clickstream", session.clickstream, "session_id"),
+                                      ("transactions", session.transactions, "order_id")):
+                for row in rows:
+                    producer.send(topics[source], key=row[key].encode(), value=json.dumps(row).encode()) \
+                        .add_errback(failures.append)
+            truth += session.truth
+            counts["sessions"] += 1
+            counts["events"] += len(session.clickstream)
+            counts["order_lines"] += len(session.transactions)
+            now = time.monotonic()
+            if (ahead := counts["sessions"] / sessions_per_s - (now - started)) > 0:
+                time.sleep(min(ahead, max(0.0, duration_s - (now - started))))
+            if now - last_log >= PROGRESS_EVERY_S:
+                last_log = now
+                log.info("shopping", extra={**counts, "decisions": len(truth), "seconds": round(now - started)})
+        producer.flush()
+    finally:
+        producer.close()
+        if truth:
+            truth_path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(truth, columns=list(TRUTH_COLUMNS)).to_parquet(truth_path, index=False)
+    if failures:
+        raise ProduceError(f"{len(failures)} shopper messages not acknowledged: {failures[0]!r}")
+    result = ShoppersRun(run_id, counts["sessions"], len(truth), counts["events"], counts["order_lines"], truth_path)
+    log.info("shoppers done", extra={**counts, "decisions": len(truth), "truth": str(truth_path),
+                                     "seconds": round(time.monotonic() - started, 1)})
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.shoppers", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Simulated shoppers priced by the running API (POST /v1/prices); their clickstream and order "
+                    "lines go to Kafka with the decision ids, the per-decision truth to <truth>/live_decisions/.")
+    parser.add_argument("--minutes", type=float, default=3.0, help="how long to shop")
+    parser.add_argument("--sessions-per-s", type=float, default=5.0, help="sessions started per second")
+    parser.add_argument("--max-sessions", type=int, default=None, help="stop after this many sessions")
+    parser.add_argument("--day", type=datetime.fromisoformat, default=None,
+                        help="simulated date whose prices, costs and competitors apply (default: the day after "
+                             "the history)")
+    parser.add_argument("--api-url", default=None, help="the API's base URL (default: from the settings)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the shoppers' draws (default: random)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from lakehouse.log import configure_logging
+    from lakehouse.settings import get_settings
+
+    configure_logging()
+    settings = get_settings()
+    result = run(settings, args.minutes * 60, args.sessions_per_s, args.max_sessions,
+                 args.day.replace(tzinfo=UTC) if args.day else None,
+                 PriceApi(api_client(settings, args.api_url)), args.seed)
+    print(json.dumps({"run_id": result.run_id, "sessions": result.sessions, "decisions": result.decisions,
+                      "events": result.events, "order_lines": result.order_lines, "truth": str(result.truth_path)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
