@@ -155,3 +155,10 @@ def test_grafana_dashboard_queries_metrics_the_api_exposes_from_the_provisioned_
     queried = {name for t in targets for name in re.findall(r"lakehouse_[a-z_]+", t["expr"])}
     assert queried - _exposed_metric_names() == set()
     assert len(queried) == 9
+
+
+def test_spark_executors_see_the_drivers_state_folder_at_the_same_path():
+    # Batch ingestion hands local landing-file paths to the executors.
+    mount = f"lakehouse-state:{SHARED_ENV['LAKEHOUSE_STATE_DIR']}"
+    assert mount in SERVICES["api"]["volumes"]
+    assert mount in SERVICES["spark-worker"]["volumes"]
