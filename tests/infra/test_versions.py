@@ -28,10 +28,17 @@ def test_resolved_spark_jars_hold_one_copy_of_each_library(settings):
     assert f"delta-spark_{_pom('delta.spark.suffix')}_2.13-{_pom('delta.version')}.jar" in resolved
     assert f"spark-sql-kafka-0-10_2.13-{_pom('spark.version')}.jar" in resolved
     assert f"hadoop-aws-{_pom('hadoop.version')}.jar" in resolved
+    # hadoop-aws 3.4 talks to S3 through the AWS SDK v2 bundle, which pyspark does not ship.
+    assert f"bundle-{_pom('aws.sdk.v2.version')}.jar" in resolved
     shipped = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
     duplicated_by_mistake = ("scala-library", "jackson-core", "hadoop-client-api")
     assert not any(name.startswith(duplicated_by_mistake) for name in resolved)
     assert resolved & shipped == set()
+
+
+def test_s3proxy_is_resolved_as_one_self_contained_jar(settings):
+    assert [p.name for p in (settings.jars_dir / "s3proxy").glob("*.jar")] == [
+        f"s3proxy-{_pom('s3proxy.version')}-jar-with-dependencies.jar"]
 
 
 def test_unknown_pins_are_named_in_the_error():
