@@ -23,6 +23,21 @@ def spark_jars(settings: Settings) -> list[str]:
     return jars
 
 
+def s3a_options(settings: Settings) -> dict[str, str]:
+    """Spark options for `s3a://` tables on the S3-compatible endpoint of the settings (none without one)."""
+    if not settings.s3_endpoint:
+        return {}
+    return {
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+        # MinIO and s3proxy serve buckets by path, not by virtual host.
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        # Credentials only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the driver's and the executors'
+        # environment: never in a Spark option, where the UI and the event log would show them.
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
+    }
+
+
 def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     """Return the process's SparkSession, creating it on first call.
 
@@ -50,14 +65,8 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
         # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )
-    if settings.s3_endpoint:
-        builder = (
-            builder.config("spark.hadoop.fs.s3a.endpoint", settings.s3_endpoint)
-            # MinIO and s3proxy serve buckets by path, not by virtual host.
-            .config("spark.hadoop.fs.s3a.path.style.access", "true")
-            .config("spark.hadoop.fs.s3a.aws.credentials.provider",
-                    "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider")
-        )
+    for key, value in s3a_options(settings).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

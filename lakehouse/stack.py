@@ -159,14 +159,16 @@ def _mlflow_service(settings: Settings) -> Service:
             str(Path(sys.executable).parent / "mlflow"), "server",
             "--host", host, "--port", str(port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-            # The server stores and serves artifacts, so clients need no access to the folder.
-            "--serve-artifacts", "--artifacts-destination", str(home / "artifacts"),
+            # The server stores and serves artifacts, so clients need no access to the folder or bucket.
+            "--serve-artifacts", "--artifacts-destination",
+            settings.mlflow_artifacts_destination or str(home / "artifacts"),
         ],
         port=port,
         healthy=lambda: http_ok(f"http://{host}:{port}/health"),
         prepare=lambda: home.mkdir(parents=True, exist_ok=True),
         # The job runner (huey workers for MLflow's GenAI jobs) is unused here and costs a core at start.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+             **({"MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint} if settings.s3_endpoint else {})},
     )
 
 
@@ -177,7 +179,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-            **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {})}
+            **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {}),
+            **({"LAKEHOUSE_S3_ENDPOINT": settings.s3_endpoint} if settings.s3_endpoint else {})}
 
 
 def _streaming_service(settings: Settings) -> Service:

@@ -6,7 +6,7 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.settings import Settings
-from lakehouse.spark import MissingJarsError, spark_jars
+from lakehouse.spark import MissingJarsError, s3a_options, spark_jars
 
 # delta-rs can abort the interpreter at exit (delta-io/delta-rs#2184), so the independent reader runs in
 # its own process and leaves with os._exit once it has printed its answer.
@@ -52,3 +52,14 @@ def test_delta_round_trip_time_travel_and_independent_reader(spark, tmp_path):
 def test_missing_jars_are_reported_with_the_fix(tmp_path):
     with pytest.raises(MissingJarsError, match="make jars"):
         spark_jars(Settings(jars_dir=tmp_path))
+
+
+def test_s3a_options_point_at_the_endpoint_by_path_with_credentials_from_the_environment_only():
+    options = s3a_options(Settings(s3_endpoint="http://127.0.0.1:9000", storage_root="s3a://lake/warehouse"))
+    assert options == {
+        "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
+    }
+    assert s3a_options(Settings(s3_endpoint=None)) == {}
