@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 STACK ?= native
 PYTEST_ARGS ?=
 
-.PHONY: help install jars up down status logs test bench pipeline lint lock compose-check
+.PHONY: help install jars browser up down status logs test bench pipeline lint lock compose-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,7 +74,19 @@ logs: $(INSTALLED)
 	@$(LAKEHOUSE) stack logs --follow
 endif
 
-test: $(INSTALLED) $(JARS) ## run every test; integration tests start their own Kafka and MLflow
+# Debian's Chromium draws the status page in its browser test (tests/serving/test_status_page.py).
+CHROMIUM := /usr/bin/chromium
+browser: ## headless Chromium for the status page test (apt-get when root, otherwise says what to install)
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (Debian) for the status page browser test" >&2; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+			echo "warning: apt-get install chromium failed: the status page browser test will be skipped" >&2; \
+	else \
+		echo "note: no $(CHROMIUM): the status page browser test will be skipped (install: sudo apt-get install chromium)" >&2; \
+	fi
+
+test: $(INSTALLED) $(JARS) browser ## run every test; integration tests start their own Kafka and MLflow
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary

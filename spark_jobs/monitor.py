@@ -1,0 +1,276 @@
+"""The monitoring job (`lakehouse monitor`): measure the lake, the models, the experiment and the API, judge
+the measurements against `monitoring/rules.yaml`, send PagerDuty Events v2 alerts, record everything.
+
+1. Read what the checks need through the table registry (Delta commit histories, ops.quality_results,
+   ops.schema_drift, the gold feature tables, gold.experiment_readout when it exists) and scrape the
+   API's `/metrics`; a check whose input is missing (or that fails) is recorded as skipped with the reason.
+2. Run the pure checks (`monitoring.checks`), judge them (`monitoring.rules`).
+3. Plan trigger/resolve events against the alert log (`monitoring.alerts`: an open alert is not re-sent),
+   POST them to `settings.alert_webhook_url`; a failed POST is logged, never raised.
+4. Append the judged metrics to gold.monitoring_metrics and the events to gold.alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pandas as pd
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from lakehouse.delta import delta_exists, read_delta
+from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
+from lakehouse.settings import Settings, get_settings
+from lakehouse.tables import TABLES, table
+from monitoring import alerts, checks
+from monitoring.rules import BREACH, Rule, judge, load_rules
+
+log = logging.getLogger(__name__)
+
+# Freshness and volume compare the last day of commits with the 7 days before it.
+VOLUME_PERIOD = timedelta(days=1)
+VOLUME_TRAILING_PERIODS = 7
+HISTORY_COMMITS = 500  # Delta commits read per table: more than a week of daily and streaming writes
+QUALITY_HISTORY_RUNS = 20
+SCHEMA_DRIFT_PERIOD = timedelta(days=1)
+# Shipping MAE over the orders of the last 7 order dates (invoices arrive with the order lines).
+MAE_WINDOW_DAYS = 7
+# Training's holdout (training.train.HOLDOUT_DAYS): the reference of feature drift is the window the
+# models were fitted on, every date before the holdout.
+TRAINING_HOLDOUT_DAYS = 14
+# Feature drift: per gold table, its snapshot date column and the numeric model inputs compared.
+DRIFT_FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gold.pricing_features": ("as_of_date", (
+        "typical_price_usd", "last_price_usd", "competitor_price_index", "sku_conversion_28d", "sku_conversion_90d",
+        "anchor_score", "unit_cost_usd", "margin_pct", "category_views_7d_vs_28d")),
+    "gold.shipping_features": ("order_date", (
+        "actual_weight_kg", "volume_cm3", "billable_weight_kg", "rate_card_cost_usd", "subtotal_usd")),
+}
+READOUT_TABLE = "gold.experiment_readout"
+ALERT_SOURCE = "lakehouse-monitor"
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    run_id: str
+    metrics: pd.DataFrame  # judged metric rows (monitoring.rules.judge)
+    events: pd.DataFrame  # alert log rows of this run
+
+    def summary(self) -> str:
+        breaches = int((self.metrics["status"] == BREACH).sum())
+        sent = self.events.groupby("action").size().to_dict() if len(self.events) else {}
+        return (f"run {self.run_id}: {len(self.metrics)} metrics, {breaches} breaching a rule, alert events "
+                f"{sent or 'none'}")
+
+
+def _now() -> datetime:
+    """UTC as a naive datetime: the Spark session's time zone is UTC, and pandas compares naive times."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _existing(spark: SparkSession, settings: Settings, name: str) -> str | None:
+    """The table's location if it is registered and exists, else None."""
+    registered = TABLES.get(name)
+    location = registered.location(settings) if registered else None
+    return location if location and delta_exists(spark, location) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs of the checks
+
+
+def commit_history(spark: SparkSession, settings: Settings) -> pd.DataFrame:
+    """Every registered table's recent Delta commits. Grain: one row per table and version."""
+    rows = []
+    for name in TABLES:
+        location = _existing(spark, settings, name)
+        if location is None:
+            continue
+        for commit in DeltaTable.forPath(spark, location).history(HISTORY_COMMITS).select(
+                "version", "timestamp", "operation", "operationMetrics").collect():
+            rows.append({"table": name, "version": commit.version, "committed_at": commit.timestamp,
+                         "rows_written": checks.rows_written(commit.operation, commit.operationMetrics)})
+    return pd.DataFrame(rows, columns=["table", "version", "committed_at", "rows_written"])
+
+
+def _snapshot_frames(frame: DataFrame, date_column: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training window, latest snapshot) of a gold table: dates before the holdout, and the newest date."""
+    newest = frame.agg(F.max(date_column)).first()[0]
+    if newest is None:
+        return pd.DataFrame(columns=list(columns)), pd.DataFrame(columns=list(columns))
+    cutoff = newest - timedelta(days=TRAINING_HOLDOUT_DAYS - 1)
+    selected = frame.select(*columns)
+    return (selected.where(F.col(date_column) < F.lit(cutoff)).toPandas(),
+            selected.where(F.col(date_column) == F.lit(newest)).toPandas())
+
+
+def _feature_drift(spark: SparkSession, settings: Settings, now: datetime) -> pd.DataFrame:
+    frames = []
+    for name, (date_column, features) in DRIFT_FEATURES.items():
+        location = _existing(spark, settings, name)
+        if location is None:
+            frames.append(checks.skipped("feature_drift", name, "table does not exist yet", now))
+            continue
+        reference, current = _snapshot_frames(read_delta(spark, location), date_column, features)
+        frames.append(checks.feature_drift(name, reference, current, features, now))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _champion_shipping_model(settings: Settings):
+    """(model, version) of the shipping champion from MLflow, or (None, the reason) when it cannot be loaded."""
+    import mlflow
+
+    from training import registry
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        return registry.load(registry.SHIPPING_MODEL, registry.CHAMPION)
+    except Exception as err:  # MLflow away or no champion yet: the rate card's MAE is still measured
+        return None, f"champion not loaded: {type(err).__name__}: {err}"[:300]
+
+
+def _model_performance(spark: SparkSession, settings: Settings, now: datetime) -> pd.DataFrame:
+    from training.registry import CHAMPION, SHIPPING_MODEL
+
+    subject = f"{SHIPPING_MODEL}@{CHAMPION}"
+    location = _existing(spark, settings, "gold.shipping_features")
+    if location is None:
+        return checks.skipped("model_performance", subject, "gold.shipping_features does not exist yet", now)
+    features = read_delta(spark, location)
+    newest = features.agg(F.max("order_date")).first()[0]
+    if newest is None:
+        return checks.skipped("model_performance", subject, "gold.shipping_features is empty", now)
+    orders = features.where(F.col("order_date") > F.lit(newest - timedelta(days=MAE_WINDOW_DAYS))).toPandas()
+    model, version = _champion_shipping_model(settings)
+    orders["expected_cost_usd"] = model.expected_cost(orders) if model is not None else np.nan
+    return checks.shipping_mae(orders, subject, now, model_version=version)
+
+
+def _scrape_api(settings: Settings, now: datetime) -> pd.DataFrame:
+    url = f"http://{settings.api_host}:{settings.api_port}/metrics"
+    try:
+        answer = httpx.get(url, timeout=5.0)
+        answer.raise_for_status()
+    except httpx.HTTPError as err:
+        return checks.skipped("api", "api", f"{url} did not answer: {type(err).__name__}: {err}", now)
+    return checks.api_metrics(answer.text, now)
+
+
+def measure(spark: SparkSession, settings: Settings, now: datetime,
+            scrape: Callable[[Settings, datetime], pd.DataFrame] = _scrape_api) -> pd.DataFrame:
+    """Every check's metric rows; a check that fails is one skipped row with the error (the rest still run)."""
+    def quality() -> pd.DataFrame:
+        location = _existing(spark, settings, "ops.quality_results")
+        if location is None:
+            return checks.skipped("quality", "ops.quality_results", "table does not exist yet", now)
+        results = read_delta(spark, location).select("run_id", "table", "rule", "severity", "success",
+                                                     "validated_at").toPandas()
+        return checks.quality_failures(results, QUALITY_HISTORY_RUNS)
+
+    def schema_drift() -> pd.DataFrame:
+        location = _existing(spark, settings, "ops.schema_drift")
+        if location is None:
+            return checks.skipped("schema_drift", "ops.schema_drift", "table does not exist yet", now)
+        drift = read_delta(spark, location).select("source", "kind", "column", "detected_at").toPandas()
+        return checks.schema_drift_events(drift, now, SCHEMA_DRIFT_PERIOD)
+
+    def experiment() -> pd.DataFrame:
+        location = _existing(spark, settings, READOUT_TABLE)
+        if location is None:
+            return checks.skipped("experiment", READOUT_TABLE, "table not registered or not written yet", now)
+        return checks.experiment_results(read_delta(spark, location).toPandas())
+
+    def lake() -> pd.DataFrame:
+        commits = commit_history(spark, settings)
+        return pd.concat([checks.freshness(commits, now),
+                          checks.volume(commits, now, VOLUME_PERIOD, VOLUME_TRAILING_PERIODS)], ignore_index=True)
+
+    runs: dict[str, Callable[[], pd.DataFrame]] = {
+        "lake": lake, "quality": quality, "schema_drift": schema_drift,
+        "feature_drift": lambda: _feature_drift(spark, settings, now),
+        "model_performance": lambda: _model_performance(spark, settings, now),
+        "experiment": experiment, "api": lambda: scrape(settings, now),
+    }
+    frames = []
+    for name, run in runs.items():
+        started = time.monotonic()
+        try:
+            frames.append(run())
+        except Exception as err:  # one broken input must not hide every other measurement
+            log.exception("monitoring check failed", extra={"check": name})
+            frames.append(checks.skipped(name, name, f"check failed: {type(err).__name__}: {err}", now))
+        log.info("monitoring check done", extra={"check": name, "seconds": round(time.monotonic() - started, 2)})
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _records(frame: pd.DataFrame, schema: StructType) -> list[tuple]:
+    """Rows in schema order with NaN/NaT as None and pandas times as datetimes (Spark wants both)."""
+    def plain(value):
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return None
+        if isinstance(value, pd.Timestamp):
+            return value.to_pydatetime()
+        return value.item() if isinstance(value, np.generic) else value
+
+    return [tuple(plain(v) for v in row) for row in frame[[f.name for f in schema.fields]].itertuples(index=False)]
+
+
+def _append(spark: SparkSession, settings: Settings, name: str, frame: pd.DataFrame, schema: StructType) -> None:
+    if len(frame):
+        spark.createDataFrame(_records(frame, schema), schema).write.format("delta").mode("append").save(
+            table(name).location(settings))
+
+
+def alert_log(spark: SparkSession, settings: Settings) -> pd.DataFrame:
+    """The logged events needed to know each alert's state (alerts.alert_states)."""
+    location = _existing(spark, settings, "gold.alerts")
+    if location is None:
+        return pd.DataFrame(columns=["dedup_key", "sent_at", "action", "outcome"])
+    return read_delta(spark, location).select("dedup_key", "sent_at", "action", "outcome").toPandas()
+
+
+def run_monitor(spark: SparkSession, settings: Settings, rules: list[Rule] | None = None,
+                scrape: Callable[[Settings, datetime], pd.DataFrame] = _scrape_api) -> MonitorResult:
+    """Measure, judge, alert, record (module docstring). Returns what was recorded."""
+    run_id, now = uuid.uuid4().hex, _now()
+    rules = load_rules() if rules is None else rules
+    log.info("monitoring run started", extra={"run_id": run_id, "rules": len(rules)})
+    judged = judge(measure(spark, settings, now, scrape), rules)
+    events = alerts.plan_events(judged, rules, alerts.alert_states(alert_log(spark, settings)),
+                                settings.alert_routing_key, ALERT_SOURCE)
+    sent = alerts.send_events(events, settings.alert_webhook_url, run_id, now, settings.alert_timeout_s)
+    judged.insert(0, "run_id", run_id)
+    judged.insert(1, "computed_at", now)
+    _append(spark, settings, "gold.monitoring_metrics", judged, MONITORING_METRICS)
+    _append(spark, settings, "gold.alerts", sent, ALERTS)
+    result = MonitorResult(run_id, judged, sent)
+    log.info("monitoring run done", extra={"run_id": run_id, "summary": result.summary()})
+    return result
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    result = run_monitor(get_spark("monitor", settings), settings)
+    print(result.summary())
+    for row in result.metrics.loc[result.metrics["status"] == BREACH].itertuples(index=False):
+        print(f"  breach  {row.rule:<32} {row.subject}  {row.metric}={row.value:.4g} (threshold {row.threshold:g})")
+    for row in result.events.itertuples(index=False):
+        print(f"  alert   {row.action:<8} {row.dedup_key}  {row.outcome}"
+              f"{f' HTTP {row.http_status}' if row.http_status else ''}{f' ({row.error})' if row.error else ''}")
+    return 0

@@ -1,0 +1,129 @@
+"""The monitoring job on tiny tables: an injected quality failure and a drifted feature each reach a real
+HTTP webhook receiver exactly once, in the PagerDuty Events v2 format; a re-run sends nothing new; a
+cleared failure is resolved. (A failing webhook: tests/monitoring/test_alerts.py.)"""
+
+import json
+import math
+import socket
+import threading
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lakehouse.delta import read_delta
+from lakehouse.schemas.gold import PRICING_FEATURES
+from lakehouse.settings import Settings
+from lakehouse.tables import table
+from spark_jobs import monitor
+from spark_jobs.promote_silver import QUALITY_RESULTS_SCHEMA
+
+
+@pytest.fixture
+def webhook():
+    """A webhook receiver on a free loopback port: records each POST's JSON body, answers 202 like PagerDuty."""
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"status": "success", "message": "Event processed"}).encode()
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v2/enqueue", received
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _quality_run(spark, settings, run_id, success, at):
+    rows = [(run_id, "silver.transactions", "sku_recognised", "ExpectColumnValuesToNotBeNull", "{}", "fail",
+             success, 0 if success else 3, 10, at),
+            (run_id, "silver.transactions", "carrier_present", "ExpectColumnValuesToNotBeNull", "{}", "warn",
+             False, 1, 10, at)]
+    spark.createDataFrame(rows, QUALITY_RESULTS_SCHEMA).write.format("delta").mode("append").save(
+        table("ops.quality_results").location(settings))
+
+
+def _pricing_features(spark, settings):
+    """Four SKUs on a training day and on the latest day; only typical_price_usd moves (x10)."""
+    _, features = monitor.DRIFT_FEATURES["gold.pricing_features"]
+    rows = []
+    for day, scale in ((date(2026, 1, 1), 1.0), (date(2026, 2, 1), 10.0)):
+        for i in range(1, 5):
+            row = dict.fromkeys(PRICING_FEATURES.fieldNames())
+            row.update({"sku": f"SKU-00000{i}", "as_of_date": day, **{f: float(i) for f in features}})
+            row["typical_price_usd"] = float(i) * scale
+            rows.append(row)
+    spark.createDataFrame([tuple(r[name] for name in PRICING_FEATURES.fieldNames()) for r in rows],
+                          PRICING_FEATURES).write.format("delta").save(table("gold.pricing_features").location(settings))
+
+
+def test_quality_failure_and_drift_alert_once_then_resolve(spark, settings, tmp_path, webhook):
+    url, received = webhook
+    own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir, mlflow_tracking_uri=settings.mlflow_tracking_uri,
+                   api_port=_closed_port(), alert_webhook_url=url, alert_routing_key="test-routing-key")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    _quality_run(spark, own, "q1", success=False, at=now - timedelta(hours=1))
+    _pricing_features(spark, own)
+
+    first = monitor.run_monitor(spark, own)
+
+    assert sorted(body["dedup_key"] for body in received) == [
+        "lakehouse/feature_drift/gold.pricing_features.typical_price_usd",
+        "lakehouse/quality_gate_failed/silver.transactions"]
+    drift = next(b for b in received if "feature_drift" in b["dedup_key"])
+    # Reference 1, 2, 3, 4 in deciles (edges 1.3, 1.6, ..., 3.7): a quarter in bins 1, 4, 7 and 10; the latest
+    # day's 10, 20, 30, 40 all in bin 10; every other bin (and the null bin) empty on both sides (1e-4).
+    psi = 0.75 * math.log(1 / 0.25) + 3 * (0.25 - 1e-4) * math.log(0.25 / 1e-4)
+    assert drift == {
+        "routing_key": "test-routing-key", "event_action": "trigger",
+        "dedup_key": "lakehouse/feature_drift/gold.pricing_features.typical_price_usd",
+        "payload": {"summary": "gold.pricing_features.typical_price_usd drifted from the training window: PSI "
+                               "6.905 (limit 0.25)",
+                    "source": "lakehouse-monitor", "severity": "warning",
+                    "component": "gold.pricing_features.typical_price_usd", "group": "feature_drift",
+                    "class": "feature_drift",
+                    "custom_details": {"rule": "feature_drift", "check": "feature_drift",
+                                       "subject": "gold.pricing_features.typical_price_usd", "metric": "psi",
+                                       "value": pytest.approx(psi), "op": ">", "threshold": 0.25,
+                                       "detail": {"bins": 10, "current_rows": 4, "reference_rows": 4}}}}
+    assert drift["payload"]["custom_details"]["value"] == pytest.approx(psi)
+    quality = next(b for b in received if "quality" in b["dedup_key"])
+    assert quality["payload"]["severity"] == "critical"
+    assert quality["payload"]["summary"] == ("silver.transactions: 1 fail-severity quality rule(s) failed in its "
+                                             "latest run")
+    assert quality["payload"]["custom_details"]["detail"] == {"run_id": "q1", "failed_rules": ["sku_recognised"]}
+    skipped = first.metrics.loc[first.metrics["metric"] == "skipped", "check"]
+    assert sorted(skipped) == ["api", "experiment", "feature_drift", "model_performance", "schema_drift"]
+
+    monitor.run_monitor(spark, own)  # same breaches: nothing new
+    assert len(received) == 2
+
+    _quality_run(spark, own, "q2", success=True, at=now - timedelta(minutes=1))
+    monitor.run_monitor(spark, own)
+    assert received[2:] == [{"routing_key": "test-routing-key", "event_action": "resolve",
+                             "dedup_key": "lakehouse/quality_gate_failed/silver.transactions"}]
+
+    logged = read_delta(spark, table("gold.alerts").location(own)).orderBy("sent_at", "dedup_key").collect()
+    assert [(r.action, r.dedup_key.split("/")[1], r.outcome, r.http_status) for r in logged] == [
+        ("trigger", "feature_drift", "delivered", 202), ("trigger", "quality_gate_failed", "delivered", 202),
+        ("resolve", "quality_gate_failed", "delivered", 202)]
+    runs = read_delta(spark, table("gold.monitoring_metrics").location(own)).select("run_id").distinct().count()
+    assert runs == 3
+
