@@ -221,6 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "guardrails, and price every zone x weight band x service level x carrier with the champion "
                     "shipping model; replaces that day's rows.").set_defaults(run=score.main)
 
+    from spark_jobs import monitor
+
+    commands.add_parser(
+        "monitor", help="measure tables, quality, drift, models, experiment and API; send PagerDuty alerts",
+        description="Check freshness and volume of every table, quality failures, schema drift, feature drift "
+                    "(PSI against the training window), the shipping champion's MAE, the experiment readout and "
+                    "the API's /metrics; judge them by monitoring/rules.yaml, send PagerDuty Events v2 "
+                    "trigger/resolve events to LAKEHOUSE_ALERT_WEBHOOK_URL (an open alert is not re-sent) and "
+                    "append to gold.monitoring_metrics and gold.alerts (docs/monitoring.md). Exits 0 even when "
+                    "rules are breached or the webhook fails: alerts are how it reports."
+    ).set_defaults(run=monitor.main)
+
     from lakehouse.dag import RETRIES, STEP_ORDER
 
     pipeline = commands.add_parser(
