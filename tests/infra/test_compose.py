@@ -94,8 +94,9 @@ def test_mlflow_and_api_run_the_project_image_with_the_locked_packages():
         assert SERVICES[service]["build"] == {"context": ".", "dockerfile": "infra/Dockerfile"}
     dockerfile = (REPO_ROOT / "infra" / "Dockerfile").read_text()
     assert "uv pip sync --system --no-cache requirements.lock" in dockerfile
-    # So the server's MLflow is the lock's, with boto3 for its S3 artifact store.
-    assert (locked("mlflow"), locked("boto3")) == ("3.17.2", "1.44.5")
+    # So the server's MLflow is the lock's, with the lock's boto3 for its S3 artifact store.
+    assert SERVICES["mlflow"]["command"][:2] == ["mlflow", "server"]
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", locked(package)) for package in ("mlflow", "boto3"))
 
 
 def _option(command: list[str], name: str) -> str:
