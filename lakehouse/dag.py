@@ -7,7 +7,7 @@ binds each step name to its function.
 
 from __future__ import annotations
 
-STEP_ORDER = ("ingest", "silver", "gold", "train", "evaluate", "promote", "score")
+STEP_ORDER = ("ingest", "silver", "gold", "train", "evaluate", "promote", "score", "monitor")
 
 # Every step is tried 1 + RETRIES times, RETRY_DELAY_S apart (a service restarting, a lost connection).
 RETRIES = 2

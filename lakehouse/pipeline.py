@@ -77,8 +77,14 @@ def _score(spark: SparkSession, settings: Settings) -> str:
     return ", ".join(f"{rows} rows to {name}" for name, rows in run(spark, settings).items())
 
 
+def _monitor(spark: SparkSession, settings: Settings) -> str:
+    from spark_jobs.monitor import run_monitor
+
+    return run_monitor(spark, settings).summary()
+
+
 STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "train": _train,
-                          "evaluate": _evaluate, "promote": _promote, "score": _score}
+                          "evaluate": _evaluate, "promote": _promote, "score": _score, "monitor": _monitor}
 # A failed quality gate is the data, not the weather: never retried.
 NOT_RETRIED = (QualityGateError,)
 

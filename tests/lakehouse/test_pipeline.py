@@ -28,7 +28,7 @@ def fake_steps(monkeypatch):
 
 def test_the_runner_binds_every_step_of_the_dag_in_its_order():
     assert tuple(pipeline.STEPS) == STEP_ORDER
-    assert STEP_ORDER == ("ingest", "silver", "gold", "train", "evaluate", "promote", "score")
+    assert STEP_ORDER == ("ingest", "silver", "gold", "train", "evaluate", "promote", "score", "monitor")
     assert step_command("gold") == ["lakehouse", "pipeline", "--step", "gold"]
     with pytest.raises(ValueError, match="unknown step 'bronze'"):
         step_command("bronze")
@@ -37,7 +37,7 @@ def test_the_runner_binds_every_step_of_the_dag_in_its_order():
 def test_select_steps_keeps_dag_order():
     assert pipeline.select_steps() == list(STEP_ORDER)
     assert pipeline.select_steps(["score", "gold"]) == ["gold", "score"]
-    assert pipeline.select_steps(start="promote") == ["promote", "score"]
+    assert pipeline.select_steps(start="promote") == ["promote", "score", "monitor"]
     with pytest.raises(ValueError, match=r"unknown steps \['bronze'\]"):
         pipeline.select_steps(["bronze"])
 

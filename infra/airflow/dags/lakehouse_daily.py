@@ -41,7 +41,7 @@ def run_step(step: str) -> None:
 
 with DAG(
     dag_id="lakehouse_daily",
-    description="ingest -> silver -> gold -> train -> evaluate -> promote -> score (lakehouse.dag)",
+    description="ingest -> silver -> gold -> train -> evaluate -> promote -> score -> monitor (lakehouse.dag)",
     schedule=SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
