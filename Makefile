@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 STACK ?= native
 PYTEST_ARGS ?=
 
-.PHONY: help install jars browser up down status logs test bench pipeline lint lock compose-check
+.PHONY: help install jars browser up down status logs test bench pipeline demo lint lock compose-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ test: $(INSTALLED) $(JARS) browser ## run every test; integration tests start th
 
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary
 	@$(LAKEHOUSE) pipeline
+
+demo: $(INSTALLED) $(JARS) ## after make up: live shoppers on the API (A/B), readout of measured vs true lift (DEMO_MINUTES=3)
+	@$(LAKEHOUSE) demo --minutes $(or $(DEMO_MINUTES),3)
 
 bench: $(INSTALLED) $(JARS) ## run the benchmarks; results in bench/results/*.json (BENCH_ARGS='--only NAME')
 	@$(PY) -m bench $(BENCH_ARGS)

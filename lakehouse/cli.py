@@ -233,6 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "rules are breached or the webhook fails: alerts are how it reports."
     ).set_defaults(run=monitor.main)
 
+    from spark_jobs import demo, readout
+
+    readout_parser = commands.add_parser(
+        "readout", help="A/B readout of an experiment -> gold.experiment_readout, plots in MLflow",
+        description="Join the experiment's pricing decisions (silver.decisions) with the behaviour events that name "
+                    "them, order lines and unit costs; per variant: add-to-cart, conversion and cart abandonment "
+                    "rates, revenue and margin per visitor, lift against the rule-based control with 95% "
+                    "delta-method intervals, z / Welch tests, sample-ratio check (docs/experiments.md).")
+    readout_parser.add_argument("--experiment", required=True, help="experiment name in serving/experiments.yaml")
+    readout_parser.add_argument("--no-mlflow", action="store_true", help="do not log the plots and figures to MLflow")
+    readout_parser.set_defaults(run=readout.main)
+    demo_parser = commands.add_parser(
+        "demo", help="after make up: live shoppers on the API, their events through Kafka, readout vs true lift",
+        description="Run simulated shoppers priced by the running API for a few minutes (A/B: model-driven pricing "
+                    "against rule-based), wait until the streaming layer landed their events, promote silver, run "
+                    "the readout and print each metric's measured lift [95% CI] next to the simulator's true lift, "
+                    "the sample-ratio verdict, the MLflow run and the status page.")
+    demo_parser.add_argument("--minutes", type=float, default=3.0, help="how long the shoppers shop (default 3)")
+    demo_parser.add_argument("--sessions-per-s", type=float, default=5.0, help="sessions per second (default 5)")
+    demo_parser.add_argument("--experiment", default=demo.DEFAULT_EXPERIMENT,
+                             help=f"pricing experiment to read out (default {demo.DEFAULT_EXPERIMENT})")
+    demo_parser.set_defaults(run=demo.main)
+
     from lakehouse.dag import RETRIES, STEP_ORDER
 
     pipeline = commands.add_parser(

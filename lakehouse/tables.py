@@ -104,6 +104,11 @@ TABLES: dict[str, Table] = {
               "Expected carrier invoice of a parcel at each weight band's upper weight, by the champion shipping "
               "model, beside the published rate; the cheapest carrier marked. One row per delivery_zone, "
               "weight_band_kg, service_level, carrier and valid_from."),
+        Table("gold.experiment_readout", (), "spark_jobs.readout",
+              "Each readout of an A/B experiment: per metric (conversion, add-to-cart and cart abandonment rates, "
+              "revenue and margin per visitor) and variant the value, visitors, lift against the control with its "
+              "95% interval and p-value, and the sample-ratio-mismatch p-value. One row per readout_id, experiment, "
+              "metric and variant."),
         Table("gold.monitoring_metrics", (), "spark_jobs.monitor",
               "What each monitoring run measured and how its alert rules judged it: freshness, volume, quality "
               "failures per quality run, schema drift, feature PSI, model MAE, experiment readout, API latency and "

@@ -127,7 +127,9 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
     customer = int(rng.choice(active, p=weight / weight.sum()))
     customer_id, session_id = str(world.customer_id[customer]), str(uuid.uuid4())
     views = world.expected_views(world.state_day(day))
-    sku = rng.choice(world.n_skus, 1 + rng.poisson(MEAN_VIEWS_PER_SESSION - 1), p=views / views.sum())
+    # Distinct SKUs per session: a purchase's order line is found by (order_id, sku).
+    n_views = min(1 + rng.poisson(MEAN_VIEWS_PER_SESSION - 1), int((views > 0).sum()))
+    sku = rng.choice(world.n_skus, n_views, replace=False, p=views / views.sum())
     device, referrer = rng.choice(DEVICES, p=DEVICE_P), rng.choice(REFERRERS, p=REFERRER_P)
     decisions = [api.price(str(world.sku_id[s]), customer_id, session_id) for s in sku]
     price = np.array([d.price_usd for d in decisions])
@@ -199,6 +201,7 @@ class ShoppersRun:
     events: int
     order_lines: int
     truth_path: Path
+    event_ids: tuple[str, ...]  # every clickstream event and order line sent
 
 
 def live_truth_dir(settings) -> Path:
@@ -227,6 +230,7 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     producer = kafka_producer(settings.kafka_bootstrap_servers)
     failures: list[Exception] = []
     truth: list[dict] = []
+    event_ids: list[str] = []
     counts = {"sessions": 0, "events": 0, "order_lines": 0}
     started = last_log = time.monotonic()
     log.info("shoppers starting", extra={"run_id": run_id, "day": world.config.day_date(day).isoformat(),
@@ -237,6 +241,7 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
             for source, rows, key in (("clickstream", session.clickstream, "session_id"),
                                       ("transactions", session.transactions, "order_id")):
                 for row in rows:
+                    event_ids.append(row["event_id"])
                     producer.send(topics[source], key=row[key].encode(), value=json.dumps(row).encode()) \
                         .add_errback(failures.append)
             truth += session.truth
@@ -257,7 +262,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
             pd.DataFrame(truth, columns=list(TRUTH_COLUMNS)).to_parquet(truth_path, index=False)
     if failures:
         raise ProduceError(f"{len(failures)} shopper messages not acknowledged: {failures[0]!r}")
-    result = ShoppersRun(run_id, counts["sessions"], len(truth), counts["events"], counts["order_lines"], truth_path)
+    result = ShoppersRun(run_id, counts["sessions"], len(truth), counts["events"], counts["order_lines"], truth_path,
+                         tuple(event_ids))
     log.info("shoppers done", extra={**counts, "decisions": len(truth), "truth": str(truth_path),
                                      "seconds": round(time.monotonic() - started, 1)})
     return result

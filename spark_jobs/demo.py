@@ -1,0 +1,136 @@
+"""`make demo` / `lakehouse demo --minutes N`: the closed loop on the running stack (docs/experiments.md).
+
+Live shoppers use the API for a few minutes (A/B: model-driven pricing against rule-based), their events
+stream back through Kafka into the bronze stream tables, silver is promoted, the readout runs, and a
+table shows each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio
+verdict, the MLflow run and the status page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.delta import delta_exists, read_delta
+from lakehouse.settings import Settings
+from lakehouse.tables import table
+from readout.frames import true_lifts, true_values
+from serving.experiments import Experiment
+from simulator import shoppers
+from spark_jobs import readout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "pricing_model_vs_rules"
+LANDING_POLL_S = 10.0
+# Tables written before behaviour events carried a decision id lack the column: added on the way.
+CLICKSTREAM_TABLES = ("bronze.clickstream", "bronze.clickstream_stream", "silver.clickstream")
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run (stack not up, experiment not model vs rules, events not landing); says why."""
+
+
+def check_model_vs_rules(experiment: Experiment) -> None:
+    strategies = {v.strategy for v in experiment.variants}
+    if not experiment.enabled or strategies != {"model", "rule_based"}:
+        raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant against a "
+                        f"rule_based one (has {sorted(strategies)}, enabled={experiment.enabled}): see "
+                        "serving/experiments.yaml")
+
+
+def add_decision_id_columns(spark: SparkSession, settings: Settings) -> list[str]:
+    """Add the nullable `decision_id` to clickstream tables created before it existed; returns those changed."""
+    changed = []
+    for name in CLICKSTREAM_TABLES:
+        location = table(name).location(settings)
+        if delta_exists(spark, location) and "decision_id" not in read_delta(spark, location).columns:
+            spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS (decision_id STRING)")
+            changed.append(name)
+    if changed:
+        log.info("decision_id column added", extra={"tables": changed})
+    return changed
+
+
+def wait_until_landed(spark: SparkSession, settings: Settings, event_ids: tuple[str, ...],
+                      decision_ids: list[str], timeout_s: float) -> datetime:
+    """Poll the bronze stream tables until every sent event and decision is there; returns the latest
+    `_ingested_at` of them (UTC). Raises DemoError after `timeout_s`."""
+    wanted = {"events": spark.createDataFrame([(i,) for i in event_ids], "id string"),
+              "decisions": spark.createDataFrame([(i,) for i in decision_ids], "id string")}
+    sources = {"events": [("bronze.clickstream_stream", "event_id"), ("bronze.transactions_stream", "event_id")],
+               "decisions": [("bronze.decisions_stream", "decision_id")]}
+    expected = {"events": len(event_ids), "decisions": len(decision_ids)}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        landed, latest = {}, []
+        for kind, tables in sources.items():
+            locations = [(table(name).location(settings), column) for name, column in tables]
+            frames = [read_delta(spark, location).select(F.col(column).alias("id"), "_ingested_at")
+                      for location, column in locations if delta_exists(spark, location)]
+            if not frames:
+                landed[kind] = 0
+                continue
+            union = frames[0]
+            for frame in frames[1:]:
+                union = union.unionByName(frame)
+            row = union.join(F.broadcast(wanted[kind]), "id").agg(
+                F.countDistinct("id").alias("n"), F.max("_ingested_at").alias("at")).first()
+            landed[kind] = row["n"]
+            latest.append(row["at"])
+        log.info("waiting for the streaming layer", extra={"landed": landed, "expected": expected})
+        if landed == expected:
+            return max(t for t in latest if t is not None).replace(tzinfo=UTC)
+        if time.monotonic() > deadline:
+            raise DemoError(f"after {timeout_s:.0f} s the bronze stream tables hold {landed} of {expected}: is the "
+                            "streaming service running (make status)?")
+        time.sleep(LANDING_POLL_S)
+
+
+def run_demo(spark: SparkSession, settings: Settings, minutes: float, sessions_per_s: float,
+             experiment_name: str = DEFAULT_EXPERIMENT, landing_timeout_s: float = 600.0) -> str:
+    """The whole loop (module docstring); returns the printed report."""
+    from spark_jobs import promote_silver
+
+    experiment = readout.experiment_config(settings, experiment_name)
+    check_model_vs_rules(experiment)
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        httpx.get(f"{api}/healthz", timeout=5).raise_for_status()
+    except httpx.HTTPError as err:
+        raise DemoError(f"the API at {api} does not answer ({err}): start the stack first (make up)") from err
+    add_decision_id_columns(spark, settings)
+    started = datetime.now(UTC)
+    shopped = shoppers.run(settings, minutes * 60, sessions_per_s)
+    truth = pd.read_parquet(shopped.truth_path)
+    landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(), landing_timeout_s)
+    # Promotion leaves stream rows younger than its grace period for the next run: wait it out.
+    time.sleep(max(0.0, (landed_at + promote_silver.STREAM_GRACE - datetime.now(UTC)).total_seconds() + 1))
+    promote_silver.run(spark, settings, sources=["transactions", "clickstream", "decisions"])
+    result = readout.run(spark, settings, experiment.name, since=started)
+    control = result.control
+    ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
+    lifts = true_lifts(true_values(ours), control).set_index("metric")["true_lift"].to_dict()
+    report = "\n".join([
+        f"Demo: {shopped.sessions} sessions, {shopped.decisions} price decisions, {shopped.events} events, "
+        f"{shopped.order_lines} order lines in {minutes:g} min; experiment {experiment.name} (control {control})",
+        readout.format_readout(result.rows, lifts),
+        f"MLflow run:  {result.mlflow_run_url}",
+        f"Status page: {api}/status",
+    ])
+    return report
+
+
+def main(args) -> int:
+    from lakehouse.settings import get_settings
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    print(run_demo(get_spark("demo", settings), settings, args.minutes, args.sessions_per_s, args.experiment))
+    return 0
