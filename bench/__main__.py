@@ -16,6 +16,7 @@ log = logging.getLogger("bench")
 BENCHMARKS: dict[str, str] = {
     "streaming": "bench.streaming",
     "api": "bench.api",
+    "silver_gold": "bench.silver_gold",
 }
 
 

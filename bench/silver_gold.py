@@ -1,0 +1,297 @@
+"""Silver+gold benchmark (issue 5): bronze -> silver -> gold with the project's Spark jobs against the same
+transforms in DuckDB SQL (bench/silver_gold_duckdb.py) on the same bronze input.
+
+Input: the simulator at `BENCH_SCALE * scale` (scale 1: about 1.08M order lines and 13.6M clickstream
+events), ingested once into bronze and cached under `bench/.data/silver_gold/` (git-ignored; ingest is
+not timed). A trivial market (`TRIVIAL`) is cached beside it for the start-up measurement.
+
+Spark, in a child process (a cold JVM, as a scheduled job has): start the session, run silver
+(`spark_jobs.promote_silver.run`) and gold (`spark_jobs.gold.run`) on the trivial bronze — that time,
+session included, is the fixed start-up — then the same two jobs on the bench bronze, each in a lake of
+its own whose bronze folder links to the cache. Wall time = session start + bench silver + bench gold.
+DuckDB, in this process and before Spark: `silver_gold_duckdb.run` over the same bronze files into a
+database file. Then both gold outputs (Spark's Delta files, DuckDB's tables) are compared in DuckDB: row
+counts of every silver and gold table and per gold column the non-null count and the sum of numbers.
+
+Records (bench/results/silver_gold.json): `silver_gold_wall_s` (target <= 180 s) and
+`silver_gold_spark_vs_duckdb` ((Spark wall - start-up) / DuckDB, target <= 2); both miss their target
+when the outputs differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.results import BenchRecord
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
+from lakehouse.tables import table
+from simulator.cli import BENCH_SCALE
+from simulator.config import SimConfig
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = REPO_ROOT / "bench" / ".data" / "silver_gold"
+TRIVIAL = SimConfig(skus=100, days=2, scale=0.05)
+# Bronze sources of the batch landing zone (the decision log arrives only through Kafka).
+SOURCES = ("fx_rates", "shipping_zones", "shipping_rates", "products", "suppliers", "market_prices", "customers",
+           "transactions", "clickstream")
+GOLD_TABLES = ("pricing_daily", "pricing_features", "shipping_features")
+LAYERS = ("silver", "gold")
+TARGET_WALL_S, TARGET_RATIO = 180.0, 2.0
+# Sums of numbers from the two engines differ in the last bits (summation order): relative tolerance.
+SUM_RTOL = 1e-9
+MARKER = "bronze.json"
+
+
+def bench_config(scale: float) -> SimConfig:
+    return SimConfig(scale=BENCH_SCALE * scale)
+
+
+def cache_dir(config: SimConfig) -> Path:
+    """The cached state folder (landing, truth, lake) of a simulation: one per configuration."""
+    if config == TRIVIAL:
+        return DATA_DIR / "trivial"
+    if config == SimConfig(scale=config.scale):
+        return DATA_DIR / f"scale-{config.scale:g}"
+    return DATA_DIR / f"seed-{config.seed}_skus-{config.skus}_days-{config.days}_scale-{config.scale:g}"
+
+
+def _settings(state_dir: Path) -> Settings:
+    return get_settings().model_copy(update={"state_dir": state_dir.resolve(), "storage_root": None,
+                                             "spark_ui_enabled": False})
+
+
+def bronze_locations(lake: Settings | Path) -> dict[str, str]:
+    """Source -> bronze Delta location, for the settings' lake (or a cached state folder)."""
+    settings = lake if isinstance(lake, Settings) else _settings(lake)
+    return {source: table(f"bronze.{source}").location(settings) for source in SOURCES}
+
+
+def bronze_counts(locations: dict[str, str]) -> dict[str, int]:
+    """Rows of each bronze table's latest version (DuckDB over the active files)."""
+    import duckdb
+
+    from bench.silver_gold_duckdb import active_files
+
+    return {source: duckdb.execute(f"SELECT count(*) FROM read_parquet({active_files(loc)!r})").fetchone()[0]
+            for source, loc in locations.items()}
+
+
+def build_bronze(config: SimConfig) -> dict:
+    """Simulate `config` and ingest it into bronze in its cache folder, unless done already; returns the
+    marker (config, bronze rows per source). Runs Spark: call it in a child process."""
+    from lakehouse.log import configure_logging
+    from lakehouse.spark import get_spark
+    from simulator.generate import generate
+    from spark_jobs import ingest
+
+    configure_logging()
+    state = cache_dir(config)
+    marker = state / MARKER
+    if marker.exists():
+        return json.loads(marker.read_text())
+    settings = _settings(state)
+    if not (settings.truth_dir / "model.json").exists():
+        log.info("simulating", extra={"folder": str(state), **config.to_json()})
+        generate(config, settings.landing_dir, settings.truth_dir)
+    log.info("ingesting into bronze (not timed)", extra={"folder": str(state)})
+    started = time.monotonic()
+    ingest.run(get_spark("bench-silver-gold-ingest", settings), settings, list(SOURCES))
+    built = {"config": config.to_json(), "ingest_s": round(time.monotonic() - started, 1),
+             "bronze_rows": bronze_counts(bronze_locations(settings))}
+    marker.write_text(json.dumps(built, indent=2) + "\n")
+    return built
+
+
+def _lake(root: Path, name: str, cached: Path) -> Settings:
+    """A fresh lake under `root/name` whose bronze folder links to the cached bronze (read only)."""
+    settings = _settings(root / name)
+    lake = Path(settings.lake_root)
+    lake.mkdir(parents=True)
+    (lake / "bronze").symlink_to((cached / "lake" / "bronze").resolve())
+    return settings
+
+
+def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file: str) -> None:
+    """Child process: session start, silver + gold on the trivial bronze (start-up), then on the bench bronze;
+    the timings go to `out_file` (JSON), the lakes stay in `work_dir` for the comparison."""
+    from lakehouse.log import configure_logging
+    from lakehouse.spark import get_spark
+    from spark_jobs import gold, promote_silver
+
+    configure_logging()
+    root = Path(work_dir)
+    trivial, bench = _lake(root, "spark-trivial", Path(trivial_state)), _lake(root, "spark-bench", Path(bench_state))
+    timings: dict[str, float] = {}
+
+    def timed(name: str, job) -> None:
+        started = time.perf_counter()
+        job()
+        timings[name] = round(time.perf_counter() - started, 2)
+        log.info("spark stage done", extra={"stage": name, "seconds": timings[name]})
+
+    log.info("spark: starting the session")
+    spark = None
+
+    def start() -> None:
+        nonlocal spark
+        spark = get_spark("bench-silver-gold", bench)
+
+    timed("session_start", start)
+    timed("trivial_silver", lambda: promote_silver.run(spark, trivial))
+    timed("trivial_gold", lambda: gold.run(spark, trivial, force=True))
+    log.info("spark: bench silver (minutes)")
+    timed("silver", lambda: promote_silver.run(spark, bench))
+    timed("gold", lambda: gold.run(spark, bench, force=True))
+    spark.stop()
+    Path(out_file).write_text(json.dumps({"timings": timings, "lake": bench.lake_root,
+                                          "driver_memory": bench.spark_driver_memory,
+                                          "shuffle_partitions": bench.spark_shuffle_partitions}))
+
+
+def _numeric(type_name: str) -> bool:
+    return type_name in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "HUGEINT") or type_name.startswith("DECIMAL")
+
+
+def table_profile(con, relation: str) -> dict:
+    """Rows, and per column the non-null count and (numbers) the sum: what the two outputs are compared on."""
+    columns = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    exprs = ["count(*)"]
+    for name, type_name, *_ in columns:
+        exprs.append(f'count("{name}")')
+        if _numeric(type_name):
+            exprs.append(f'sum("{name}")::DOUBLE')
+    values = iter(con.execute(f"SELECT {', '.join(exprs)} FROM {relation}").fetchone())
+    profile = {"rows": next(values), "columns": {}}
+    for name, type_name, *_ in columns:
+        profile["columns"][name] = {"non_null": next(values)}
+        if _numeric(type_name):
+            profile["columns"][name]["sum"] = next(values)
+    return profile
+
+
+def profile_differences(spark_side: dict, duck_side: dict, rtol: float = SUM_RTOL) -> list[str]:
+    """What differs between two `table_profile`s: rows, non-null counts, sums beyond `rtol`."""
+    if spark_side["rows"] != duck_side["rows"]:
+        return [f"rows {spark_side['rows']} != {duck_side['rows']}"]
+    found = []
+    for name, spark_col in spark_side["columns"].items():
+        duck_col = duck_side["columns"].get(name)
+        if duck_col is None:
+            found.append(f"{name}: missing")
+        elif spark_col["non_null"] != duck_col["non_null"]:
+            found.append(f"{name}: non-null {spark_col['non_null']} != {duck_col['non_null']}")
+        elif "sum" in spark_col and not _close(spark_col["sum"], duck_col.get("sum"), rtol):
+            found.append(f"{name}: sum {spark_col['sum']} != {duck_col.get('sum')}")
+    return found
+
+
+def _close(a: float | None, b: float | None, rtol: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-9)
+
+
+def compare_outputs(con, spark_lake: str) -> dict:
+    """Spark's silver and gold Delta tables (read through their active files) against DuckDB's tables in
+    `con`: silver row counts, gold profiles. Returns per table the two sides and the differences."""
+    from bench.silver_gold_duckdb import active_files
+
+    compared = {}
+    for layer, names in zip(LAYERS, (SOURCES, GOLD_TABLES), strict=True):
+        for name in names:
+            files = active_files(f"{spark_lake}/{layer}/{name}")
+            spark_relation = f"read_parquet({files!r}, union_by_name = true)"
+            if layer == "silver":
+                spark_side = {"rows": con.execute(f"SELECT count(*) FROM {spark_relation}").fetchone()[0]}
+                duck_side = {"rows": con.execute(f"SELECT count(*) FROM silver_{name}").fetchone()[0]}
+                differences = profile_differences({**spark_side, "columns": {}}, {**duck_side, "columns": {}})
+            else:
+                # Gold is partitioned: the partition column is in the Delta log, not in the files.
+                spark_side = table_profile(con, spark_relation)
+                duck_side = table_profile(con, f"gold_{name}")
+                partition = table(f"gold.{name}").partition_by
+                duck_side["columns"] = {c: v for c, v in duck_side["columns"].items() if c not in partition}
+                differences = profile_differences(spark_side, duck_side)
+            compared[f"{layer}.{name}"] = {"spark": spark_side, "duckdb": duck_side, "differences": differences}
+    return compared
+
+
+def records(spark: dict, duck: dict, comparison: dict, details: dict) -> list[BenchRecord]:
+    """The two records of issue 5 from the Spark timings, the DuckDB timings and the comparison."""
+    t = spark["timings"]
+    wall = round(t["session_start"] + t["silver"] + t["gold"], 2)
+    startup = round(t["session_start"] + t["trivial_silver"] + t["trivial_gold"], 2)
+    duck_s = round(duck["seconds"]["silver"] + duck["seconds"]["gold"], 2)
+    equal = not any(c["differences"] for c in comparison.values())
+    details = {**details, "spark_wall_s": wall, "spark_startup_s": startup, "spark_minus_startup_s":
+               round(wall - startup, 2), "duckdb_s": duck_s, "outputs_equal": equal}
+    reference = "DuckDB, the same transforms on the same bronze"
+    return [
+        BenchRecord("silver_gold_wall_s", wall, "s", reference, duck_s,
+                    f"Spark wall <= {TARGET_WALL_S:g} s and equal outputs", equal and wall <= TARGET_WALL_S, details),
+        BenchRecord("silver_gold_spark_vs_duckdb", round(wall - startup, 2), "s (Spark wall - start-up)", reference,
+                    duck_s, f"ratio <= {TARGET_RATIO:g} and equal outputs",
+                    equal and (wall - startup) <= TARGET_RATIO * duck_s, details),
+    ]
+
+
+def _child(call: str) -> None:
+    """Run `call` (Python) in a child interpreter with this environment; its logs go to our stderr."""
+    subprocess.run([sys.executable, "-c", f"from bench.silver_gold import *; {call}"], cwd=REPO_ROOT, check=True)
+
+
+def run(scale: float) -> list[BenchRecord]:
+    import duckdb
+
+    from bench import silver_gold_duckdb
+
+    config = bench_config(scale)
+    bench_state, trivial_state = cache_dir(config), cache_dir(TRIVIAL)
+    for state, name in ((trivial_state, "TRIVIAL"), (bench_state, f"bench_config({scale!r})")):
+        if not (state / MARKER).exists():
+            log.info("building the cached bronze lake (once; simulator + ingest, not timed)",
+                     extra={"folder": str(state)})
+            _child(f"build_bronze({name})")
+    built = json.loads((bench_state / MARKER).read_text())
+    loadavg_before = os.getloadavg()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=DATA_DIR) as tmp:
+        log.info("duckdb: silver and gold", extra={"bronze_rows": built["bronze_rows"]})
+        con = silver_gold_duckdb.connect(str(Path(tmp) / "duckdb.db"))
+        duck = silver_gold_duckdb.run(con, bronze_locations(bench_state), lambda stage, name, result: log.info(
+            "duckdb stage done", extra={"stage": stage, "table": name, "rows": result["rows"],
+                                        "quarantined": result["quarantined"]}))
+        log.info("duckdb done", extra={"seconds": duck["seconds"]})
+        out_file = Path(tmp) / "spark.json"
+        _child(f"measure_spark({str(bench_state)!r}, {str(trivial_state)!r}, {tmp!r}, {str(out_file)!r})")
+        spark = json.loads(out_file.read_text())
+        comparison = compare_outputs(con, spark["lake"])
+        con.close()
+    for name, compared in comparison.items():
+        if compared["differences"]:
+            log.warning("outputs differ", extra={"table": name, "differences": compared["differences"]})
+    details = {"simulation": {"scale": config.scale, "skus": config.skus, "days": config.days, "seed": config.seed},
+               "bronze_rows": built["bronze_rows"], "bronze_ingest_s_untimed": built["ingest_s"],
+               "spark_stages_s": spark["timings"], "spark_driver_memory": spark["driver_memory"],
+               "spark_shuffle_partitions": spark["shuffle_partitions"],
+               "duckdb_stages_s": duck["seconds"], "duckdb_version": duckdb.__version__,
+               "duckdb_rows": {f"{layer}.{n}": r["rows"] for layer in LAYERS for n, r in duck[layer].items()},
+               "duckdb_quarantined": {f"{layer}.{n}": r["quarantined"] for layer in LAYERS
+                                      for n, r in duck[layer].items()},
+               "comparison": comparison,
+               "loadavg_before": [round(x, 2) for x in loadavg_before],
+               "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    result = records(spark, duck, comparison, details)
+    log.info("silver_gold bench", extra={"wall_s": result[0].value, "minus_startup_s": result[1].value,
+                                         "duckdb_s": result[1].reference_value,
+                                         "outputs_equal": details["comparison"] and result[0].details["outputs_equal"]})
+    return result
