@@ -1,0 +1,44 @@
+"""The demo's checks and report (the loop itself runs on the stack: `make demo`)."""
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from lakehouse.settings import Settings
+from readout.frames import readout_rows
+from serving.experiments import parse_config
+from spark_jobs import demo, readout
+
+
+def test_the_repositorys_demo_experiment_is_model_driven_against_rule_based():
+    experiment = readout.experiment_config(Settings(), demo.DEFAULT_EXPERIMENT)
+    demo.check_model_vs_rules(experiment)  # raises otherwise
+    assert readout.control_variant(experiment) == "rule_based"
+    assert {v.name: v.weight for v in experiment.variants} == {"model": 50, "rule_based": 50}
+
+
+def test_an_experiment_that_is_not_model_against_rules_is_refused():
+    [two_models] = parse_config("""
+experiments:
+  - {name: champ_vs_challenger, endpoint: pricing, enabled: true, unit: customer_id,
+     variants: [{name: a, weight: 50, strategy: model, model_alias: champion},
+                {name: b, weight: 50, strategy: model, model_alias: challenger}]}
+""").experiments
+    with pytest.raises(demo.DemoError, match="must be enabled and pit a model variant against a rule_based one"):
+        demo.check_model_vs_rules(two_models)
+
+
+def test_the_report_puts_the_true_lift_next_to_the_measured_one():
+    visitors = pd.DataFrame({
+        "variant": ["rule_based"] * 4 + ["model"] * 4, "visitor_id": list("abcdefgh"),
+        "added_to_cart": [True, False, True, False, True, True, True, False],
+        "purchased": [True, False, False, False, True, True, False, False],
+        "abandoned": [False, False, True, False, False, False, True, False],
+        "revenue_usd": [10.0, 0, 0, 0, 12.0, 8.0, 0, 0], "margin_usd": [4.0, 0, 0, 0, 5.0, 3.0, 0, 0]})
+    rows = readout_rows(visitors, "e", "rule_based", {"model": 50, "rule_based": 50}, "r", datetime(2026, 11, 1))
+    lines = readout.format_readout(rows, {"conversion_rate": 0.25}).splitlines()
+    [conversion] = [line for line in lines if line.startswith("conversion_rate") and "model" in line]
+    # measured 2/4 vs 1/4: +100.0%; true +25.0%
+    assert "+100.0% [" in conversion and conversion.endswith("+25.0%")
+    assert lines[-1] == "sample ratio: p = 1 -> ok"
