@@ -5,7 +5,7 @@ creates the first API key if none exists (`<state>/api_key.txt`), loads the expe
 online features and starts the decision log; shutdown flushes the decision log. Endpoints reach
 these through a `Components` parameter and protect themselves with a `CallerKey` parameter (or
 `Depends(authorize)`). Start-up also loads the registered models by alias (`serving.models`); the
-`/v1` endpoints are in `serving.routes`.
+`/v1` endpoints are in `serving.routes`, the status page `/status` in `serving.status`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from serving.models import ModelStore
 from serving.online_features import OnlineFeatures
 from serving.pricebook import PriceBooks
 from serving.routes import build_router
+from serving.status import StatusPage
 from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
 
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: the process settings)."""
     settings = settings or get_settings()
     metrics = ServingMetrics()
+    status_page = StatusPage(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             components.decision_log.close()
             components.features.close()
             components.models.close()
+            status_page.close()
 
     app = FastAPI(title="Lakehouse pricing and shipping API", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if not missing else 503)
 
     app.include_router(build_router())
+    app.include_router(status_page.router)
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})

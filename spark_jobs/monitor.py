@@ -140,16 +140,16 @@ def _champion_shipping_model(settings: Settings):
 
 
 def _model_performance(spark: SparkSession, settings: Settings, now: datetime) -> pd.DataFrame:
-    from training.registry import CHAMPION, SHIPPING_MODEL
-
-    subject = f"{SHIPPING_MODEL}@{CHAMPION}"
     location = _existing(spark, settings, "gold.shipping_features")
-    if location is None:
-        return checks.skipped("model_performance", subject, "gold.shipping_features does not exist yet", now)
+    if location is None:  # checked before importing MLflow and the models: that import takes seconds
+        return checks.skipped("model_performance", "gold.shipping_features", "table does not exist yet", now)
     features = read_delta(spark, location)
     newest = features.agg(F.max("order_date")).first()[0]
     if newest is None:
-        return checks.skipped("model_performance", subject, "gold.shipping_features is empty", now)
+        return checks.skipped("model_performance", "gold.shipping_features", "table is empty", now)
+    from training.registry import CHAMPION, SHIPPING_MODEL
+
+    subject = f"{SHIPPING_MODEL}@{CHAMPION}"
     orders = features.where(F.col("order_date") > F.lit(newest - timedelta(days=MAE_WINDOW_DAYS))).toPandas()
     model, version = _champion_shipping_model(settings)
     orders["expected_cost_usd"] = model.expected_cost(orders) if model is not None else np.nan
