@@ -42,3 +42,28 @@ def test_the_report_puts_the_true_lift_next_to_the_measured_one():
     # measured 2/4 vs 1/4: +100.0%; true +25.0%
     assert "+100.0% [" in conversion and conversion.endswith("+25.0%")
     assert lines[-1] == "sample ratio: p = 1 -> ok"
+
+
+def test_old_clickstream_tables_get_the_decision_id_column_and_landing_is_awaited(spark, settings, tmp_path):
+    from lakehouse.delta import read_delta
+    from lakehouse.tables import table
+
+    lake = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir)
+    # bronze.clickstream as written before the column existed; silver.clickstream not created yet
+    spark.createDataFrame([("e0", "view")], "event_id string, event_type string").write.format("delta").save(
+        table("bronze.clickstream").location(lake))
+    assert demo.add_decision_id_columns(spark, lake) == ["bronze.clickstream"]
+    assert read_delta(spark, table("bronze.clickstream").location(lake)).columns == [
+        "event_id", "event_type", "decision_id"]
+    assert demo.add_decision_id_columns(spark, lake) == []  # idempotent
+
+    at = datetime(2026, 11, 24, 10, 0, 5)
+    for name, column, ids in (("bronze.clickstream_stream", "event_id", ["e1", "e2", "other"]),
+                              ("bronze.transactions_stream", "event_id", ["t1"]),
+                              ("bronze.decisions_stream", "decision_id", ["d1"])):
+        spark.createDataFrame([(i, at) for i in ids], f"{column} string, _ingested_at timestamp").write.format(
+            "delta").save(table(name).location(lake))
+    landed = demo.wait_until_landed(spark, lake, ("e1", "e2", "t1"), ["d1"], timeout_s=30)
+    assert landed == at.replace(tzinfo=demo.UTC)
+    with pytest.raises(demo.DemoError, match=r"hold \{'events': 3, 'decisions': 1\} of \{'events': 4"):
+        demo.wait_until_landed(spark, lake, ("e1", "e2", "t1", "missing"), ["d1"], timeout_s=0)
