@@ -1,6 +1,6 @@
 """Alert rules (`monitoring/rules.yaml`) and judging metric rows against them.
 
-A rule matches metric rows by check and by shell-style patterns on metric and subject; it judges only
+A rule matches metric rows by check and by shell-style patterns on metric (one or a list) and subject; it judges only
 the newest row of each (check, subject, metric), so history rows (earlier quality runs) are shown but
 never alert. The first matching rule in file order judges a metric.
 """
@@ -28,7 +28,7 @@ OK, BREACH, NO_VALUE, NOT_JUDGED = "ok", "breach", "no_value", "not_judged"
 class Rule:
     name: str
     check: str
-    metric: str
+    metrics: tuple[str, ...]  # patterns
     op: str
     threshold: float
     severity: str
@@ -36,7 +36,7 @@ class Rule:
     subjects: tuple[str, ...] = ("*",)
 
     def matches(self, check: str, subject: str, metric: str) -> bool:
-        return (check == self.check and fnmatchcase(metric, self.metric)
+        return (check == self.check and any(fnmatchcase(metric, pattern) for pattern in self.metrics)
                 and any(fnmatchcase(subject, pattern) for pattern in self.subjects))
 
     def breached(self, value: float) -> bool:
@@ -52,7 +52,9 @@ def parse_rules(document: dict) -> list[Rule]:
     for entry in document.get("rules") or []:
         name = entry.get("name", "<unnamed>")
         try:
-            rule = Rule(name=entry["name"], check=entry["check"], metric=entry["metric"], op=entry["op"],
+            metrics = entry["metric"]
+            rule = Rule(name=entry["name"], check=entry["check"],
+                        metrics=(metrics,) if isinstance(metrics, str) else tuple(metrics), op=entry["op"],
                         threshold=float(entry["threshold"]), severity=entry["severity"], summary=entry["summary"],
                         subjects=tuple(entry.get("subjects") or ("*",)))
         except (KeyError, TypeError, ValueError) as err:
