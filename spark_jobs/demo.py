@@ -93,18 +93,27 @@ def wait_until_landed(spark: SparkSession, settings: Settings, event_ids: tuple[
         time.sleep(LANDING_POLL_S)
 
 
-def run_demo(spark: SparkSession, settings: Settings, minutes: float, sessions_per_s: float,
-             experiment_name: str = DEFAULT_EXPERIMENT, landing_timeout_s: float = 600.0) -> str:
-    """The whole loop (module docstring); returns the printed report."""
-    from spark_jobs import promote_silver
-
+def preflight(settings: Settings, experiment_name: str) -> Experiment:
+    """The experiment (enabled, model against rules) once the API answers; DemoError says what is missing."""
     experiment = readout.experiment_config(settings, experiment_name)
     check_model_vs_rules(experiment)
-    api = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        httpx.get(f"{api}/healthz", timeout=5).raise_for_status()
+        httpx.get(f"{api_url(settings)}/healthz", timeout=5).raise_for_status()
     except httpx.HTTPError as err:
-        raise DemoError(f"the API at {api} does not answer ({err}): start the stack first (make up)") from err
+        raise DemoError(f"the API at {api_url(settings)} does not answer ({err}): start the stack first "
+                        "(make up)") from err
+    return experiment
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, minutes: float, sessions_per_s: float,
+             landing_timeout_s: float = 600.0) -> str:
+    """The whole loop (module docstring) for an experiment that passed `preflight`; returns the report."""
+    from spark_jobs import promote_silver
+
     add_decision_id_columns(spark, settings)
     started = datetime.now(UTC)
     shopped = shoppers.run(settings, minutes * 60, sessions_per_s)
@@ -122,7 +131,7 @@ def run_demo(spark: SparkSession, settings: Settings, minutes: float, sessions_p
         f"{shopped.order_lines} order lines in {minutes:g} min; experiment {experiment.name} (control {control})",
         readout.format_readout(result.rows, lifts),
         f"MLflow run:  {result.mlflow_run_url}",
-        f"Status page: {api}/status",
+        f"Status page: {api_url(settings)}/status",
     ])
     return report
 
@@ -132,5 +141,6 @@ def main(args) -> int:
     from lakehouse.spark import get_spark
 
     settings = get_settings()
-    print(run_demo(get_spark("demo", settings), settings, args.minutes, args.sessions_per_s, args.experiment))
+    experiment = preflight(settings, args.experiment)  # before Spark's start-up: fail fast
+    print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
     return 0

@@ -29,6 +29,11 @@ experiments:
         demo.check_model_vs_rules(two_models)
 
 
+def test_without_a_running_api_the_demo_says_to_start_the_stack(tmp_path):
+    with pytest.raises(demo.DemoError, match=r"API at http://127.0.0.1:1 does not answer.*\(make up\)"):
+        demo.preflight(Settings(state_dir=tmp_path, api_port=1), demo.DEFAULT_EXPERIMENT)
+
+
 def test_the_report_puts_the_true_lift_next_to_the_measured_one():
     visitors = pd.DataFrame({
         "variant": ["rule_based"] * 4 + ["model"] * 4, "visitor_id": list("abcdefgh"),
