@@ -276,11 +276,30 @@ def _sections(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, mode
     return sections
 
 
+# The at-a-glance tiles, in page order: (check, what a person calls it).
+TILES = (("freshness", "Freshness"), ("volume", "Volume"), ("quality", "Data quality"), ("schema_drift", "Schema"),
+         ("feature_drift", "Feature drift"), ("model_performance", "Shipping model"), ("experiment", "Experiment"),
+         ("api", "API"))
+
+
+def _tiles(latest: pd.DataFrame | None) -> str:
+    """One tile per check: red with the number of breaches, else green when it measured something, grey
+    when the check was skipped or has no data."""
+    tiles = []
+    for check, name in TILES:
+        rows = latest.loc[latest["check"] == check] if latest is not None else pd.DataFrame(columns=["status", "value"])
+        breaches = int((rows["status"] == BREACH).sum())
+        status, text = ((BREACH, f"{breaches} breached") if breaches else (OK, "ok") if rows["value"].notna().any()
+                        else (NO_VALUE, "no data"))
+        tiles.append(f'<div class="tile {status}"><b>{_esc(name)}</b><span>{_esc(text)}</span></div>')
+    return f'<div class="tiles">{"".join(tiles)}</div>'
+
+
 def render_page(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, models: dict[str, str | None],
                 live_api: pd.DataFrame | None, now: datetime) -> str:
     """The whole page from the monitoring tables (None: not there yet) and the API's live state."""
-    if metrics is not None and len(metrics):
-        latest = _latest_run(metrics)
+    latest = _latest_run(metrics) if metrics is not None and len(metrics) else None
+    if latest is not None:
         breaches = int((latest["status"] == BREACH).sum())
         headline = (f'{_badge(BREACH if breaches else OK, f"{breaches} rule(s) breached" if breaches else "all clear")}'
                     f' monitoring run {_esc(latest["run_id"].iloc[0][:8])} at '
@@ -305,9 +324,13 @@ td, th {{ padding: 2px 8px; border-bottom: 1px solid #e3e7ec; text-align: left; 
 .badge {{ border-radius: 4px; padding: 1px 6px; color: #fff; background: #9aa3ad; }}
 .badge.ok {{ background: #2e9e5b; }} .badge.breach, .badge.critical, .badge.error {{ background: #d64545; }}
 .badge.warning {{ background: #e08a2e; }} .empty {{ color: #778; font-style: italic; }}
+.tiles {{ display: flex; flex-wrap: wrap; gap: 8px; margin: 0 0 12px; }}
+.tile {{ flex: 1 1 140px; border-radius: 8px; padding: 8px 10px; color: #fff; background: #9aa3ad; }}
+.tile b {{ display: block; font-size: 13px; }} .tile span {{ font-size: 18px; }}
+.tile.ok {{ background: #2e9e5b; }} .tile.breach {{ background: #d64545; }}
 </style></head>
 <body><h1>Lakehouse status</h1><p>{headline} · page built {now:%Y-%m-%d %H:%M:%S} UTC</p>
-<main>{body}</main></body></html>"""
+{_tiles(latest)}<main>{body}</main></body></html>"""
 
 
 # ---------------------------------------------------------------------------------------------------

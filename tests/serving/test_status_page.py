@@ -110,6 +110,7 @@ def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, 
             answer = page.goto(f"{served}/status")
             assert answer.status == 200
             drawn = dict(page.eval_on_selector_all("section", SECTIONS_JS))
+            tiles = page.eval_on_selector_all(".tile", "tiles => tiles.map(t => [t.className, t.innerText])")
             headline = page.text_content("body > p")
             open_alerts = page.text_content("section:first-of-type table")
         finally:
@@ -127,4 +128,8 @@ def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, 
         "API latency and 5xx rate (per monitoring run)": [["chart line", [4.0, 6.0]], ["chart line", [0.0, 0.01]]],
     }
     assert "4 rule(s) breached" in headline
+    assert [(kind, " ".join(text.split())) for kind, text in tiles] == [
+        ("tile breach", "Freshness 1 breached"), ("tile breach", "Volume 1 breached"), ("tile ok", "Data quality ok"),
+        ("tile breach", "Schema 1 breached"), ("tile breach", "Feature drift 1 breached"),
+        ("tile ok", "Shipping model ok"), ("tile ok", "Experiment ok"), ("tile ok", "API ok")]
     assert "typical_price_usd drifted: PSI 6.900" in open_alerts
