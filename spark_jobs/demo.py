@@ -9,6 +9,7 @@ verdict, the MLflow run and the status page.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -141,6 +142,10 @@ def main(args) -> int:
     from lakehouse.spark import get_spark
 
     settings = get_settings()
-    experiment = preflight(settings, args.experiment)  # before Spark's start-up: fail fast
-    print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
+    try:
+        experiment = preflight(settings, args.experiment)  # before Spark's start-up: fail fast
+        print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
+    except (DemoError, readout.ReadoutError, shoppers.ShopperError) as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -232,7 +233,12 @@ def main(args) -> int:
     from lakehouse.spark import get_spark
 
     settings = get_settings()
-    result = run(get_spark("readout", settings), settings, args.experiment, log_to_mlflow=not args.no_mlflow)
+    try:
+        experiment_config(settings, args.experiment)  # before Spark's start-up: fail fast
+        result = run(get_spark("readout", settings), settings, args.experiment, log_to_mlflow=not args.no_mlflow)
+    except ReadoutError as err:
+        print(f"readout: {err}", file=sys.stderr)
+        return 1
     print(format_readout(result.rows))
     if result.mlflow_run_url:
         print(f"MLflow run: {result.mlflow_run_url}")
