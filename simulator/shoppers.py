@@ -86,9 +86,12 @@ class PriceApi:
     def __init__(self, client):
         self.client = client
 
-    def price(self, sku: str, customer_id: str, session_id: str) -> Decision:
+    def price(self, sku: str, customer_id: str, session_id: str) -> Decision | None:
+        """The API's decision, or None for a SKU it cannot price (404: no pricing features yet)."""
         response = self.client.post("/v1/prices", json={
             "sku": sku, "customer": {"customer_id": customer_id, "session_id": session_id}})
+        if response.status_code == 404:
+            return None
         if response.status_code != 200:
             raise ShopperError(f"POST /v1/prices for {sku} answered {response.status_code}: {response.text[:300]}")
         body = response.json()
@@ -115,6 +118,7 @@ class Session:
     clickstream: list[dict] = field(default_factory=list)
     transactions: list[dict] = field(default_factory=list)
     truth: list[dict] = field(default_factory=list)
+    unpriced: int = 0  # views of SKUs the API could not price (404): the shopper moved on
 
 
 def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=lambda: datetime.now(UTC)) -> Session:
@@ -131,12 +135,13 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
     n_views = min(1 + rng.poisson(MEAN_VIEWS_PER_SESSION - 1), int((views > 0).sum()))
     sku = rng.choice(world.n_skus, n_views, replace=False, p=views / views.sum())
     device, referrer = rng.choice(DEVICES, p=DEVICE_P), rng.choice(REFERRERS, p=REFERRER_P)
-    decisions = [api.price(str(world.sku_id[s]), customer_id, session_id) for s in sku]
+    answers = [api.price(str(world.sku_id[s]), customer_id, session_id) for s in sku]
+    priced = np.array([a is not None for a in answers], dtype=bool)
+    session = Session(unpriced=int((~priced).sum()))
+    sku, decisions = sku[priced], [a for a in answers if a is not None]
     price = np.array([d.price_usd for d in decisions])
     outcome = behave(world, day, sku, price, rng)
     order_id = f"ORD-LIVE-{uuid.uuid4().hex[:12]}" if outcome.purchased.any() else None
-
-    session = Session()
 
     def event(i: int, event_type: str, page: str, order: str | None = None) -> None:
         session.clickstream.append({
@@ -231,7 +236,7 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     failures: list[Exception] = []
     truth: list[dict] = []
     event_ids: list[str] = []
-    counts = {"sessions": 0, "events": 0, "order_lines": 0}
+    counts = {"sessions": 0, "events": 0, "order_lines": 0, "unpriced_views": 0}
     started = last_log = time.monotonic()
     log.info("shoppers starting", extra={"run_id": run_id, "day": world.config.day_date(day).isoformat(),
                                          "duration_s": duration_s, "sessions_per_s": sessions_per_s})
@@ -248,6 +253,7 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
             counts["sessions"] += 1
             counts["events"] += len(session.clickstream)
             counts["order_lines"] += len(session.transactions)
+            counts["unpriced_views"] += session.unpriced
             now = time.monotonic()
             if (ahead := counts["sessions"] / sessions_per_s - (now - started)) > 0:
                 time.sleep(min(ahead, max(0.0, duration_s - (now - started))))

@@ -83,8 +83,74 @@ def test_purchases_and_abandons_follow_the_carts_and_orders_match_their_lines(wo
     assert sum(len(s.transactions) for s in sessions) > 0  # cheap prices: some sessions buy
 
 
+def test_a_sku_the_api_cannot_price_is_counted_and_skipped(world):
+    requests: list = []
+
+    def every_other(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content)["sku"])
+        if len(requests) % 2:
+            return httpx.Response(404, json={"detail": "no price"})
+        return httpx.Response(200, json={"decision_id": f"d-{len(requests)}", "price_usd": 9.0,
+                                         "experiment": None, "variant": None})
+
+    api = PriceApi(httpx.Client(base_url="http://api", transport=httpx.MockTransport(every_other)))
+    sessions = [shop(world, 5, api, np.random.default_rng(seed)) for seed in range(20)]
+    refused = requests[0::2]
+    assert sum(s.unpriced for s in sessions) == len(refused)
+    views = [e for s in sessions for e in s.clickstream if e["event_type"] == "view"]
+    assert [v["sku"] for v in views] == requests[1::2]
+    assert [v["decision_id"] for v in views] == [f"d-{i}" for i in range(2, len(requests) + 1, 2)]
+
+
 def test_a_refused_price_request_stops_the_shopper_with_the_reason(world):
     refuse = PriceApi(httpx.Client(base_url="http://api", transport=httpx.MockTransport(
         lambda request: httpx.Response(403, json={"detail": "unknown or revoked API key"}))))
     with pytest.raises(ShopperError, match="403.*revoked"):
         shop(world, 5, refuse, np.random.default_rng(0))
+
+
+@pytest.mark.integration
+def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simulated_lake):
+    """The real app on a simulated lake answers the shoppers; their events reach the real broker's topics
+    tagged with the API's decision ids, and the truth file names the same decisions."""
+    import time
+    import uuid
+
+    import pandas as pd
+    from fastapi.testclient import TestClient
+    from kafka import KafkaConsumer
+
+    from serving.app import create_app
+    from serving.gateway import API_KEY_HEADER, initial_key_file
+    from simulator.shoppers import run
+    from streaming.topics import SOURCES
+
+    lake = simulated_lake[0].model_copy(update={"kafka_topic_prefix": f"test-{uuid.uuid4().hex[:8]}"})
+    with TestClient(create_app(lake)) as client:  # an httpx client on the app's ASGI interface
+        client.headers[API_KEY_HEADER] = initial_key_file(lake).read_text().strip()
+        deadline = time.monotonic() + 120  # models load in the background
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        result = run(lake, duration_s=60, sessions_per_s=20, max_sessions=15, api=PriceApi(client), seed=5)
+
+    truth = pd.read_parquet(result.truth_path)
+    assert result.sessions == 15 and len(truth) == result.decisions
+    assert set(truth["variant"]) <= {"model", "rule_based"} and truth["experiment"].eq("pricing_model_vs_rules").all()
+    consumer = KafkaConsumer(*(s.topic(lake) for s in SOURCES.values()), bootstrap_servers=lake.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+    try:
+        received = []
+        for message in consumer:
+            received.append((message.topic, json.loads(message.value)))
+            if len(received) == result.events + result.order_lines:
+                break
+    finally:
+        consumer.close()
+    events = [value for topic, value in received if topic == SOURCES["clickstream"].topic(lake)]
+    lines = [value for topic, value in received if topic == SOURCES["transactions"].topic(lake)]
+    assert sorted(e["event_id"] for e in events + lines) == sorted(result.event_ids)
+    views = [e for e in events if e["event_type"] == "view"]
+    assert sorted(v["decision_id"] for v in views) == sorted(truth["decision_id"])
+    shown = set(zip(truth["decision_id"], truth["price_usd"], strict=True))
+    assert {(v["decision_id"], v["price_shown"]) for v in views} == shown
+    assert len(lines) == result.order_lines
