@@ -96,9 +96,12 @@ def commit_history(spark: SparkSession, settings: Settings) -> pd.DataFrame:
         location = _existing(spark, settings, name)
         if location is None:
             continue
+        # Epoch seconds: collect() would turn the timestamp into the Python process's local time.
         for commit in DeltaTable.forPath(spark, location).history(HISTORY_COMMITS).select(
-                "version", "timestamp", "operation", "operationMetrics").collect():
-            rows.append({"table": name, "version": commit.version, "committed_at": commit.timestamp,
+                "version", F.col("timestamp").cast("double").alias("epoch_s"), "operation",
+                "operationMetrics").collect():
+            rows.append({"table": name, "version": commit.version,
+                         "committed_at": datetime.fromtimestamp(commit.epoch_s, UTC).replace(tzinfo=None),
                          "rows_written": checks.rows_written(commit.operation, commit.operationMetrics)})
     return pd.DataFrame(rows, columns=["table", "version", "committed_at", "rows_written"])
 
