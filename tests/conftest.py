@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,7 +95,9 @@ SIMULATION = dict(skus=150, days=40, scale=3.0)
 
 
 def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
-    """Simulate a market into `state_dir` and run the whole batch pipeline on it (ingest ... score)."""
+    """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
+    its own tests, with its own webhook receiver and API)."""
+    from lakehouse.dag import STEP_ORDER
     from lakehouse.pipeline import run_pipeline
     from simulator.config import SimConfig
     from simulator.generate import generate
@@ -98,7 +105,7 @@ def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int
     own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
     spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
     generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
-    return own, run_pipeline(spark, own)
+    return own, run_pipeline(spark, own, [step for step in STEP_ORDER if step != "monitor"])
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +113,157 @@ def simulated_lake(stack, spark, settings, tmp_path_factory) -> tuple[Settings, 
     """Seed 7 through the whole pipeline, models registered in the test session's MLflow; shared by the
     model and API tests. Returns the lake's settings and the pipeline summary."""
     return run_simulated_pipeline(spark, settings, tmp_path_factory.mktemp("simulated_lake"), seed=7)
+
+
+def _wait_for(ready, what: str, log_file: Path, process: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}; read {log_file}")
+        if ready():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not ready after {timeout_s:.0f} s; read {log_file}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group started for a fixture, SIGKILL it if it lingers."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _port_answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3-compatible server (s3proxy, filesystem backend) on loopback, with test-only credentials."""
+
+    endpoint: str
+    access_key: str = "lakehouse-test"
+    secret_key: str = "lakehouse-test-secret"
+
+    @property
+    def credentials_env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server(settings, tmp_path_factory) -> S3Server:
+    """s3proxy from the Maven-resolved jar (`make jars`), storing objects under a temporary folder."""
+    jars = sorted((settings.jars_dir / "s3proxy").glob("s3proxy-*.jar"))
+    if not jars:
+        raise RuntimeError(f"no s3proxy jar in {settings.jars_dir / 's3proxy'}: run `make jars`")
+    home, port = tmp_path_factory.mktemp("s3proxy"), _free_port()
+    server = S3Server(endpoint=f"http://127.0.0.1:{port}")
+    (home / "data").mkdir()
+    (home / "s3proxy.properties").write_text("\n".join([
+        f"s3proxy.endpoint={server.endpoint}",
+        "s3proxy.authorization=aws-v2-or-v4",
+        f"s3proxy.identity={server.access_key}",
+        f"s3proxy.credential={server.secret_key}",
+        "jclouds.provider=filesystem-nio2",
+        f"jclouds.filesystem.basedir={home / 'data'}",
+        "",
+    ]))
+    log_file = home / "s3proxy.log"
+    with log_file.open("wb") as out:
+        process = subprocess.Popen(["java", "-Xmx256m", "-jar", str(jars[-1]), "--properties",
+                                    str(home / "s3proxy.properties")],
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: _port_answers(port), "s3proxy", log_file, process)
+        yield server
+    finally:
+        _stop(process)
+
+
+@dataclass(frozen=True)
+class SparkCluster:
+    master_url: str
+    ui_url: str
+
+    def state(self) -> dict:
+        """The master's JSON status: workers, active and completed applications."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=2) as answer:
+            return json.load(answer)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory) -> SparkCluster:
+    """A standalone Spark master and one worker (1 core, 1 GiB) from the pyspark distribution on loopback."""
+    import pyspark
+
+    home = tmp_path_factory.mktemp("spark_cluster")
+    spark_home = Path(pyspark.__file__).parent
+    # Daemons bind to loopback only, and keep their work folders out of the virtualenv.
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_LOCAL_HOSTNAME": "127.0.0.1", "SPARK_WORKER_DIR": str(home / "work"),
+           "SPARK_DAEMON_MEMORY": "256m", "PYSPARK_PYTHON": sys.executable}
+    master_port, master_ui = _free_port(), _free_port()
+    cluster = SparkCluster(f"spark://127.0.0.1:{master_port}", f"http://127.0.0.1:{master_ui}")
+    master_url = cluster.master_url
+    spark_class = str(spark_home / "bin" / "spark-class")
+    commands = {
+        "master": [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                   "--port", str(master_port), "--webui-port", str(master_ui)],
+        "worker": [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                   "--port", str(_free_port()), "--webui-port", str(_free_port()),
+                   "--cores", "1", "--memory", "1g", master_url],
+    }
+
+    def alive_workers() -> int:
+        try:
+            return cluster.state()["aliveworkers"]
+        except OSError:
+            return 0
+
+    processes = []
+    try:
+        for name, command in commands.items():
+            log_file = home / f"{name}.log"
+            with log_file.open("wb") as out:
+                processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                  start_new_session=True))
+            ready = (lambda: _port_answers(master_port)) if name == "master" else (lambda: alive_workers() == 1)
+            _wait_for(ready, f"spark {name}", log_file, processes[-1])
+        yield cluster
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@pytest.fixture(scope="session")
+def batch_reference(settings, tmp_path_factory) -> Settings:
+    """A tiny simulated landing zone and its ingest -> silver -> gold lake, run by `lakehouse pipeline` in
+    local mode on a local folder: what the S3 and cluster runs of the same landing zone must equal."""
+    from simulator.config import SimConfig
+    from simulator.generate import generate
+    from tests.lakehouse.lake_runs import SMALL_SIMULATION, run_batch
+
+    reference = Settings(state_dir=tmp_path_factory.mktemp("batch_reference"), jars_dir=settings.jars_dir)
+    generate(SimConfig(**SMALL_SIMULATION), reference.landing_dir, reference.truth_dir)
+    run_batch(reference.state_dir, {})
+    return reference
