@@ -26,7 +26,9 @@ from lakehouse.schemas.gold import GOLD_SCHEMAS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 
-TINY = dict(skus=100, days=5, scale=0.2)
+TINY = dict(skus=100, days=4, scale=0.1)
+# Ingest, silver and gold of nine sources with their Great Expectations suites: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
