@@ -224,6 +224,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
 
     if duration_s <= 0 or sessions_per_s <= 0:
         raise ValueError("duration and sessions per second must be positive: the shoppers always stop by themselves")
+    # httpx logs every request at INFO: thousands of lines would bury the progress lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     world = sim_truth.load(settings.truth_dir).world
     day = world.n_days if when is None else world.config.day_of(when.date())
     api = api or PriceApi(api_client(settings))
