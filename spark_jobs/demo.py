@@ -1,8 +1,8 @@
 """`make demo` / `lakehouse demo --minutes N`: the closed loop on the running stack (docs/experiments.md).
 
 Live shoppers use the API for a few minutes (A/B: model-driven pricing against rule-based), their events
-stream back through Kafka into the bronze stream tables, silver is promoted, the readout runs, and a
-table shows each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio
+stream back through Kafka into the bronze stream tables, silver is promoted, the readout and a monitoring
+run follow, and a table shows each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio
 verdict, the MLflow run and the status page.
 """
 
@@ -114,6 +114,7 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
              landing_timeout_s: float = 600.0) -> str:
     """The whole loop (module docstring) for an experiment that passed `preflight`; returns the report."""
     from spark_jobs import promote_silver
+    from spark_jobs.monitor import run_monitor
 
     add_decision_id_columns(spark, settings)
     started = datetime.now(UTC)
@@ -127,12 +128,14 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
     control = result.control
     ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
     lifts = true_lifts(true_values(ours), control).set_index("metric")["true_lift"].to_dict()
+    # A monitoring run, so that the status page shows this readout (and the API's latency under the shoppers).
+    monitored = run_monitor(spark, settings)
     report = "\n".join([
         f"Demo: {shopped.sessions} sessions, {shopped.decisions} price decisions, {shopped.events} events, "
         f"{shopped.order_lines} order lines in {minutes:g} min; experiment {experiment.name} (control {control})",
         readout.format_readout(result.rows, lifts),
         f"MLflow run:  {result.mlflow_run_url}",
-        f"Status page: {api_url(settings)}/status",
+        f"Status page: {api_url(settings)}/status ({monitored.summary()})",
     ])
     return report
 
