@@ -47,10 +47,10 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     settings = settings or get_settings()
     # pandas-on-Spark (used by pyspark.testing and toPandas paths) asks for this before the JVM starts.
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    jars = spark_jars(settings)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master_url)
-        .config("spark.jars", ",".join(spark_jars(settings)))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
@@ -65,6 +65,14 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
         # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )
+    if settings.spark_master_url.startswith("local"):
+        # The executor is the driver's JVM: the jars go on its class path. `spark.jars` would copy each one
+        # (the AWS SDK bundle alone is 640 MB) into a temporary folder per session, which costs seconds at
+        # every start and is left behind in /tmp by every killed process.
+        builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(jars))
+    else:
+        # Executors on other machines fetch the jars from the driver, so nothing is installed on workers.
+        builder = builder.config("spark.jars", ",".join(jars))
     for key, value in s3a_options(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

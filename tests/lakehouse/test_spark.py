@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -27,7 +28,9 @@ def test_session_is_configured_for_delta_in_utc(spark, settings):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == str(settings.spark_shuffle_partitions)
     assert conf.get("spark.ui.enabled") == "false"
-    assert any("delta-spark_" in jar for jar in conf.get("spark.jars").split(","))
+    # Local mode: the jars are on the driver's class path, not copied per session by `spark.jars`.
+    assert conf.get("spark.driver.extraClassPath").split(os.pathsep) == spark_jars(settings)
+    assert conf.get("spark.jars", None) is None
 
 
 def test_delta_round_trip_time_travel_and_independent_reader(spark, tmp_path):
