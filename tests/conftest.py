@@ -19,20 +19,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port, run_simulated_pipeline
+
+if __name__ != "conftest":  # see tests/support.py
+    raise ImportError("import test helpers from tests.support, not from the conftest: a second import of it "
+                      "would give the session new ports while its broker and MLflow server keep the old ones")
+
 _STACK = pytest.StashKey()
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 _STATE_DIR = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
 os.environ.update({
     "LAKEHOUSE_STATE_DIR": str(_STATE_DIR),
-    "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port()}",
-    "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(_free_port()),
-    "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}",
+    "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+    "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(free_port()),
+    "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
     "LAKEHOUSE_SPARK_UI_ENABLED": "false",
     "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
     # Room for a whole simulated pipeline late in a long session (1g ran out of execution memory there).
@@ -88,24 +88,6 @@ def stack(pytestconfig):
     running = pytestconfig.stash[_STACK]
     running.wait_healthy()
     return running
-
-
-# A small simulated market: big enough for the models to learn price responses, small enough for CI.
-SIMULATION = dict(skus=150, days=40, scale=3.0)
-
-
-def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
-    """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
-    its own tests, with its own webhook receiver and API)."""
-    from lakehouse.dag import STEP_ORDER
-    from lakehouse.pipeline import run_pipeline
-    from simulator.config import SimConfig
-    from simulator.generate import generate
-
-    own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
-    spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
-    generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
-    return own, run_pipeline(spark, own, [step for step in STEP_ORDER if step != "monitor"])
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +155,7 @@ def s3_server(settings, tmp_path_factory) -> S3Server:
     jars = sorted((settings.jars_dir / "s3proxy").glob("s3proxy-*.jar"))
     if not jars:
         raise RuntimeError(f"no s3proxy jar in {settings.jars_dir / 's3proxy'}: run `make jars`")
-    home, port = tmp_path_factory.mktemp("s3proxy"), _free_port()
+    home, port = tmp_path_factory.mktemp("s3proxy"), free_port()
     server = S3Server(endpoint=f"http://127.0.0.1:{port}")
     (home / "data").mkdir()
     (home / "s3proxy.properties").write_text("\n".join([
@@ -222,7 +204,7 @@ def spark_cluster(tmp_path_factory) -> SparkCluster:
     env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
            "SPARK_LOCAL_HOSTNAME": "127.0.0.1", "SPARK_WORKER_DIR": str(home / "work"),
            "SPARK_DAEMON_MEMORY": "256m", "PYSPARK_PYTHON": sys.executable}
-    master_port, master_ui = _free_port(), _free_port()
+    master_port, master_ui = free_port(), free_port()
     cluster = SparkCluster(f"spark://127.0.0.1:{master_port}", f"http://127.0.0.1:{master_ui}")
     master_url = cluster.master_url
     spark_class = str(spark_home / "bin" / "spark-class")
@@ -230,7 +212,7 @@ def spark_cluster(tmp_path_factory) -> SparkCluster:
         "master": [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                    "--port", str(master_port), "--webui-port", str(master_ui)],
         "worker": [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                   "--port", str(_free_port()), "--webui-port", str(_free_port()),
+                   "--port", str(free_port()), "--webui-port", str(free_port()),
                    "--cores", "1", "--memory", "1g", master_url],
     }
 

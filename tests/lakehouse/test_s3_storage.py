@@ -4,8 +4,8 @@ import pytest
 
 from lakehouse.settings import Settings
 from lakehouse.stack import Stack
-from tests.conftest import _free_port
 from tests.lakehouse.lake_runs import assert_same_lake, lake_contents, run_batch
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_mlflow_server_keeps_artifacts_on_s3(s3_server, tmp_path, monkeypatch):
     import mlflow
 
     bucket = s3_server.create_bucket("mlflow")
-    for name, value in {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}",
+    for name, value in {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
                         "LAKEHOUSE_S3_ENDPOINT": s3_server.endpoint,
                         "LAKEHOUSE_MLFLOW_ARTIFACTS_DESTINATION": f"s3://{bucket}/artifacts",
                         **s3_server.credentials_env}.items():

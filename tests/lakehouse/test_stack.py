@@ -13,18 +13,21 @@ from mlflow import MlflowClient
 
 from lakehouse.settings import Settings
 from lakehouse.stack import Stack, StackError, kafka_cluster_id
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_stack_reports_healthy(stack):
     assert [(row["service"], row["healthy"]) for row in stack.status()] == [("kafka", True), ("mlflow", True)]
+
+
+def test_settings_built_during_the_session_point_at_its_broker_and_mlflow(stack):
+    # Test lakes build their own Settings from the environment: it must still name the running services
+    # (a second import of the conftest once moved the ports under them).
+    fresh = Settings()
+    assert (fresh.kafka_bootstrap_servers, fresh.mlflow_tracking_uri) == (
+        stack.settings.kafka_bootstrap_servers, stack.settings.mlflow_tracking_uri)
 
 
 def test_produce_and_consume_through_the_broker(stack, settings):
@@ -73,7 +76,7 @@ def test_log_register_and_alias_a_model_on_the_tracking_server(stack, settings):
 
 def test_up_is_idempotent_and_down_leaves_no_process_or_port(tmp_path, settings):
     own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir,
-                   kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port())
+                   kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port())
     kafka = Stack(own, only=["kafka"])
     kafka.up()
     service = kafka.services[0]

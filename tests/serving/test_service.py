@@ -1,21 +1,15 @@
 """Integration: the API as a service of the native stack (a real uvicorn process on a free port)."""
 
 import json
-import socket
 import urllib.request
 
 import pytest
 
 from lakehouse.stack import Stack
 from serving.gateway import initial_key_file
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, key: str | None = None) -> tuple[int, str]:

@@ -3,7 +3,6 @@
 import os
 import random
 import signal
-import socket
 import threading
 import time
 
@@ -16,16 +15,11 @@ from lakehouse.settings import Settings
 from lakehouse.stack import Stack
 from streaming.producer import produce
 from streaming.topics import DEAD_LETTER, SOURCES
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
 KILLS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _landed(spark, settings: Settings) -> int:
@@ -79,7 +73,7 @@ def test_killed_nine_times_three_the_stream_neither_loses_nor_duplicates(spark, 
 
 def test_a_broker_restart_while_producing_loses_nothing(spark, tmp_path, settings):
     own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir,
-                   kafka_bootstrap_servers=f"127.0.0.1:{_free_port()}", kafka_controller_port=_free_port(),
+                   kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
                    kafka_topic_prefix="restart")
     broker = Stack(own, only=["kafka"])
     broker.up()

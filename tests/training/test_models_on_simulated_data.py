@@ -12,7 +12,7 @@ from lakehouse.delta import read_delta, table_version
 from lakehouse.tables import table
 from pricing.guardrails import DEFAULT_GUARDRAILS as RAILS
 from spark_jobs import score
-from tests.conftest import run_simulated_pipeline
+from tests.support import run_simulated_pipeline
 from training import registry
 from training.train import promote_all
 

@@ -1,0 +1,34 @@
+"""Helpers shared by test modules. Import them from here, never from `tests.conftest`: importing the
+conftest a second time (as `tests.conftest`) re-runs its set-up and moves the session's ports under the
+running broker and MLflow server."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from lakehouse.settings import Settings
+
+# A small simulated market: big enough for the models to learn price responses, small enough for CI.
+SIMULATION = dict(skus=150, days=40, scale=3.0)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
+    """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
+    its own tests, with its own webhook receiver and API)."""
+    from lakehouse.dag import STEP_ORDER
+    from lakehouse.pipeline import run_pipeline
+    from simulator.config import SimConfig
+    from simulator.generate import generate
+
+    own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
+    spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
+    generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
+    return own, run_pipeline(spark, own, [step for step in STEP_ORDER if step != "monitor"])
