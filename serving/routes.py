@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pricing.optimizer import implied_elasticity, response_curve
@@ -189,20 +189,26 @@ def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapsh
         guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku))
 
 
-def _log(serving, answer: Provenance, endpoint: str, customer: Customer, request: BaseModel, started: float,
-         **fields) -> None:
+def _log(serving, answer: Provenance, answer_json: str, endpoint: str, customer: Customer, request_json: str,
+         started: float, **fields) -> None:
     serving.metrics.record_decision(endpoint, answer.experiment, answer.variant, answer.strategy)
     serving.decision_log.log(decision_record(
         decision_id=answer.decision_id, endpoint=endpoint, customer_id=customer.customer_id,
         session_id=customer.session_id, experiment=answer.experiment, variant=answer.variant,
         strategy=answer.strategy, model_name=answer.model.name if answer.model else None,
         model_version=answer.model.version if answer.model else answer.rule_version,
-        request=request.model_dump(mode="json"), response=answer.model_dump(mode="json"), fallback=answer.fallback,
+        request=request_json, response=answer_json, fallback=answer.fallback,
         latency_ms=(time.perf_counter() - started) * 1000, **fields))
 
 
 def _new_decision_id() -> str:
     return str(uuid.uuid4())
+
+
+def _json_response(answer_json: str) -> Response:
+    # The answer is serialized once, for the response and the decision log: returning the model would
+    # have FastAPI validate and serialize it again (the `response_model` still documents it).
+    return Response(answer_json, media_type="application/json")
 
 
 def build_router() -> APIRouter:
@@ -212,19 +218,20 @@ def build_router() -> APIRouter:
                  404: {"description": "unknown SKU"}, 413: {"description": "request body too large"},
                  422: {"description": "invalid request"}, 429: {"description": "rate limit exceeded"}}
 
-    @router.post("/prices", tags=["pricing"], responses=responses)
-    async def price(body: PriceRequest, serving: Components) -> PriceAnswer:
+    @router.post("/prices", tags=["pricing"], responses=responses, response_model=PriceAnswer)
+    async def price(body: PriceRequest, serving: Components) -> Response:
         """The price of one SKU for this customer: the variant's strategy, guardrails applied."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
         answer = price_sku(serving, body.sku, assignment, snapshot, _new_decision_id())
-        _log(serving, answer, "pricing", body.customer, body, started, sku=answer.sku, price_usd=answer.price_usd,
-             guardrails=answer.guardrails)
-        return answer
+        answer_json = answer.model_dump_json()
+        _log(serving, answer, answer_json, "pricing", body.customer, body.model_dump_json(), started, sku=answer.sku,
+             price_usd=answer.price_usd, guardrails=answer.guardrails)
+        return _json_response(answer_json)
 
-    @router.post("/prices/basket", tags=["pricing"], responses=responses)
-    async def price_basket(body: BasketPriceRequest, serving: Components) -> BasketPriceAnswer:
+    @router.post("/prices/basket", tags=["pricing"], responses=responses, response_model=BasketPriceAnswer)
+    async def price_basket(body: BasketPriceRequest, serving: Components) -> Response:
         """Prices of every line of a basket (one decision per line, one variant for the customer)."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
@@ -234,20 +241,24 @@ def build_router() -> APIRouter:
             answer = price_sku(serving, item.sku, assignment, snapshot, _new_decision_id())
             lines.append(BasketLine(**answer.model_dump(), quantity=item.quantity,
                                     line_total_usd=round(answer.price_usd * item.quantity, 2)))
+        request_json = body.model_dump_json()
         for line in lines:
-            _log(serving, line, "pricing", body.customer, body, started, sku=line.sku, price_usd=line.price_usd,
-                 guardrails=line.guardrails)
-        return BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
+            _log(serving, line, line.model_dump_json(), "pricing", body.customer, request_json, started, sku=line.sku,
+                 price_usd=line.price_usd, guardrails=line.guardrails)
+        basket = BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
+        return _json_response(basket.model_dump_json())
 
-    @router.post("/shipping/estimate", tags=["shipping"], responses=responses)
-    async def shipping_estimate(body: ShippingRequest, serving: Components) -> ShippingAnswer:
+    @router.post("/shipping/estimate", tags=["shipping"], responses=responses, response_model=ShippingAnswer)
+    async def shipping_estimate(body: ShippingRequest, serving: Components) -> Response:
         """Expected shipping cost of a basket to a postal code, per carrier and service level; cheapest first."""
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("shipping", _subject(body.customer, snapshot))
         answer = estimate_shipping(serving, body, snapshot, assignment)
-        _log(serving, answer, "shipping", body.customer, body, started, estimate_usd=answer.recommended.estimate_usd)
-        return answer
+        answer_json = answer.model_dump_json()
+        _log(serving, answer, answer_json, "shipping", body.customer, body.model_dump_json(), started,
+             estimate_usd=answer.recommended.estimate_usd)
+        return _json_response(answer_json)
 
     @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)
     async def price_curve(sku: Annotated[str, Path(pattern=SKU_PATTERN, examples=["SKU-001362"])], serving: Components,
