@@ -26,9 +26,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever `sys.stderr` is when a record is written, not when the handler was
+    made: tools that swap stderr (pytest's capture) close their stream later, and a handler bound to it
+    would then print a "Logging error" traceback for every record."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # StreamHandler's constructor sets it; the property always answers the current stderr
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Send the project's logs to stderr as JSON lines; quiet the chatty client libraries."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("kafka", "py4j", "urllib3", "alembic", "mlflow"):
