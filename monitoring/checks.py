@@ -26,8 +26,10 @@ PSI_EMPTY_SHARE = 1e-4
 # Severities of ops.quality_results, each reported as failed_rules_<severity>.
 QUALITY_SEVERITIES = ("fail", "drop", "warn")
 
-# Routes left out of the API figures: the scraper's own requests would otherwise dominate them.
-UNSCRAPED_ROUTES = ("/metrics", "/status")
+# The API figures count the routes callers use. The ops routes are left out: the scraper's and the
+# stack's health checks would dominate them, and a /readyz answering 503 while the models load (its
+# first answer paying the cold start) is neither an error nor the latency of a price.
+SERVED_ROUTES_PREFIX = "/v1/"
 
 
 def metric_rows(rows: Iterable[dict]) -> pd.DataFrame:
@@ -241,12 +243,12 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 def api_metrics(prometheus_text: str, observed_at: datetime) -> pd.DataFrame:
     """Requests, 5xx error rate and latency quantiles (ms) of the API since it started, from its
-    `/metrics` text; the routes in UNSCRAPED_ROUTES are left out. Grain: one row per metric (subject `api`)."""
+    `/metrics` text; only the `/v1` routes count (SERVED_ROUTES_PREFIX). Grain: one row per metric (subject `api`)."""
     requests, errors = 0.0, 0.0
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(prometheus_text):
         for sample in family.samples:
-            if sample.labels.get("endpoint") in UNSCRAPED_ROUTES:
+            if not sample.labels.get("endpoint", "").startswith(SERVED_ROUTES_PREFIX):
                 continue
             if sample.name == "lakehouse_api_requests_total":
                 requests += sample.value

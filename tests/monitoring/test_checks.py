@@ -143,8 +143,10 @@ def test_api_metrics_from_the_apis_own_prometheus_text():
         metrics.latency.labels("/v1/prices", "POST", "200").observe(0.004)
     metrics.requests.labels("/v1/prices", "POST", "500").inc()
     metrics.latency.labels("/v1/prices", "POST", "500").observe(0.2)
-    metrics.requests.labels("/metrics", "GET", "500").inc()  # the scraper's own requests do not count
-    metrics.latency.labels("/metrics", "GET", "500").observe(3.0)
+    # Only the /v1 routes count: not the scraper's requests, nor /readyz answering 503 while models load.
+    for route, status in (("/metrics", "500"), ("/readyz", "503"), ("/healthz", "200")):
+        metrics.requests.labels(route, "GET", status).inc()
+        metrics.latency.labels(route, "GET", status).observe(3.0)
     frame = checks.api_metrics(metrics.render()[0].decode(), NOW)
     # Buckets ... 0.0025, 0.005 (3 requests), ... 0.1, 0.25 (1 request): p50 rank 2 of 3 in (0.0025, 0.005].
     assert _by_key(frame) == {
