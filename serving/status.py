@@ -48,6 +48,16 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+# Characters of a chart label that fit left of the plot (about 7.5 px each at the page's font size);
+# a longer label is cut with an ellipsis, and its element's tooltip keeps it whole.
+LABEL_CHARS = 32
+
+
+def _label(value) -> str:
+    text = str(value)
+    return _esc(text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "\u2026")
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.{digits}g}"
 
@@ -71,7 +81,7 @@ def bar_chart(bars: Sequence[Bar], threshold: float | None = None, unit: str = "
              f'viewBox="0 0 {CHART_WIDTH} {height}">']
     for i, bar in enumerate(bars):
         y, width = i * row_h + 3, max(1.0, plot_w * max(bar.value, 0.0) / top)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{_esc(bar.label)}</text>'
+        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{_label(bar.label)}</text>'
                      f'<rect class="bar" data-value="{bar.value:.6g}" x="{label_w}" y="{y}" width="{width:.1f}" '
                      f'height="{row_h - 5}" fill="{bar.colour}"><title>{_esc(bar.label)}: {bar.value:.4g}{unit} '
                      f'{_esc(bar.note)}</title></rect>'
@@ -147,7 +157,7 @@ def interval_chart(rows: Sequence[tuple[str, float, float | None, float | None]]
         whisker = all(v is not None and not pd.isna(v) for v in (low, high))
         significant = BREACH if whisker and high < 0 else OK if whisker and low > 0 else None
         colour = STATUS_COLOURS.get(significant, NEUTRAL)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">{_esc(label)}</text>')
+        parts.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">{_label(label)}</text>')
         if whisker:
             parts.append(f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{y}" y2="{y}" stroke="{colour}" '
                          f'stroke-width="2"/>')

@@ -14,11 +14,20 @@ from fastapi.testclient import TestClient
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
 from lakehouse.tables import table
 from serving.app import create_app
+from serving.status import LABEL_CHARS, interval_chart
 
 CHROMIUM = os.environ.get("LAKEHOUSE_CHROMIUM", "/usr/bin/chromium")
 # Playwright adds --headless and its own profile folder (--user-data-dir).
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_a_long_chart_label_is_cut_to_fit_and_its_tooltip_keeps_it_whole():
+    long = "pricing_model_vs_rules / margin_per_visitor_usd"
+    svg = interval_chart([(long, 0.1, 0.05, 0.15), ("short", 0.2, 0.1, 0.3)])
+    cut = long[:LABEL_CHARS - 1] + "\u2026"
+    assert f'text-anchor="end">{cut}</text>' in svg and f"<title>{long}: lift +10.00%</title>" in svg
+    assert 'text-anchor="end">short</text>' in svg
 
 
 def test_status_page_answers_with_no_data_yet_and_without_a_key(own_settings):
