@@ -1,5 +1,4 @@
 import json
-import socket
 from datetime import datetime, timedelta
 
 import httpx
@@ -8,6 +7,7 @@ import pandas as pd
 from monitoring import alerts
 from monitoring.checks import metric_rows
 from monitoring.rules import judge, parse_rules
+from tests.support import free_port
 
 NOW = datetime(2026, 3, 10, 12, 0)
 RULES = parse_rules({"rules": [
@@ -85,9 +85,7 @@ def test_post_event_outcomes_never_raise():
 
 
 def test_send_events_logs_a_refused_webhook_call_and_goes_on():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()  # nobody listens there
     events = alerts.plan_events(_judged(("feature_drift", "gold.t.price", "psi", 0.5),
                                         ("feature_drift", "gold.t.cost", "psi", 0.9)), RULES, {}, "rk", "m")
     logged = alerts.send_events(events, f"http://127.0.0.1:{closed}/hook", "run-1", NOW, timeout_s=2)

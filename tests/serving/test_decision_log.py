@@ -1,5 +1,4 @@
 import json
-import socket
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from lakehouse.schemas.decisions import DECISION_FIELDS
 from serving import decision_log
 from serving.decision_log import DecisionLogger, decision_record, encode
 from serving.metrics import ServingMetrics
+from tests.support import free_port
 
 
 def dropped(metrics: ServingMetrics, reason: str) -> float:
@@ -122,9 +122,7 @@ def test_records_are_sent_in_order_keyed_by_decision_id_and_failures_counted(own
 
 
 def test_with_kafka_unreachable_log_returns_at_once_and_every_record_is_counted_dropped(own_settings, monkeypatch):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens there
     monkeypatch.setattr(decision_log, "RECONNECT_MIN_S", 60.0)  # one attempt only during the test
     metrics = ServingMetrics()
     logger = DecisionLogger(own_settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{port}",

@@ -4,7 +4,6 @@ cleared failure is resolved. (A failing webhook: tests/monitoring/test_alerts.py
 
 import json
 import math
-import socket
 import threading
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from lakehouse.settings import Settings
 from lakehouse.tables import table
 from spark_jobs import monitor
 from spark_jobs.promote_silver import QUALITY_RESULTS_SCHEMA
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -45,12 +45,6 @@ def webhook():
     server.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _quality_run(spark, settings, run_id, success, at):
     rows = [(run_id, "silver.transactions", "sku_recognised", "ExpectColumnValuesToNotBeNull", "{}", "fail",
              success, 0 if success else 3, 10, at),
@@ -77,7 +71,7 @@ def _pricing_features(spark, settings):
 def test_quality_failure_and_drift_alert_once_then_resolve(spark, settings, tmp_path, webhook):
     url, received = webhook
     own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir, mlflow_tracking_uri=settings.mlflow_tracking_uri,
-                   api_port=_closed_port(), alert_webhook_url=url, alert_routing_key="test-routing-key")
+                   api_port=free_port(), alert_webhook_url=url, alert_routing_key="test-routing-key")
     now = datetime.now(UTC).replace(tzinfo=None)
     _quality_run(spark, own, "q1", success=False, at=now - timedelta(hours=1))
     _pricing_features(spark, own)
