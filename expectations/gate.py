@@ -64,7 +64,8 @@ class QualityGate:
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         })
-        self.data_source = self.context.data_sources.add_spark("promotion_batches")
+        # The jobs cache what they validate as they see fit; GE would otherwise cache every batch again.
+        self.data_source = self.context.data_sources.add_spark("promotion_batches", persist=False)
         self._definitions: dict[str, gx.ValidationDefinition] = {}
         self.validated = False
 

@@ -13,12 +13,17 @@ Layer = Literal["bronze", "silver", "gold", "ops"]
 
 @dataclass(frozen=True)
 class Table:
-    """A Delta table. `name` is `<layer>.<table>`; the location is derived from the lake root."""
+    """A Delta table. `name` is `<layer>.<table>`; the location is derived from the lake root.
+
+    `stats_columns`: the columns Delta keeps file statistics on for data skipping, set when the table is
+    created; empty means Delta's default (the first 32 columns).
+    """
 
     name: str
     partition_by: tuple[str, ...]
     owner: str
     description: str
+    stats_columns: tuple[str, ...] = ()
 
     @property
     def layer(self) -> Layer:
@@ -40,6 +45,13 @@ SILVER_PARTITIONS = {
     "clickstream": ("event_date",),
     "market_prices": ("observed_date",),
     "decisions": ("event_date",),
+}
+
+# Statistics cost about a third of writing the big event tables; only the columns readers filter on
+# (time, product, the experiment readout's decision ids) earn them. A random event id gains nothing.
+SILVER_STATS_COLUMNS = {
+    "transactions": ("event_time", "sku"),
+    "clickstream": ("event_time", "sku", "decision_id"),
 }
 
 _BRONZE_SOURCES = {
@@ -75,7 +87,8 @@ TABLES: dict[str, Table] = {
               "One row per (source, ingest date) and run that ingested it: files, rows, quarantined."),
         *(Table(f"silver.{source}", SILVER_PARTITIONS.get(source, ()), "spark_jobs.promote_silver",
                 f"{text} Standardized (canonical SKU, kg/cm, USD, UTC, zip5 + zone) and de-duplicated: "
-                f"one row per {', '.join(SILVER_KEYS[source])}, the latest delivery; lineage of that bronze row.")
+                f"one row per {', '.join(SILVER_KEYS[source])}, the latest delivery; lineage of that bronze row.",
+                SILVER_STATS_COLUMNS.get(source, ()))
           for source, text in _BRONZE_SOURCES.items()),
         Table("silver.decisions", SILVER_PARTITIONS["decisions"], "spark_jobs.promote_silver",
               "The API's decision log (serving.decision_log): inputs, answer, experiment variant, model version, "
@@ -143,7 +156,8 @@ def registry_as_json(settings: Settings, layer: Layer | None = None) -> list[dic
     """The registry as JSON-ready dicts, one per table, for tools that need to find the tables."""
     return [
         {"name": t.name, "layer": t.layer, "location": t.location(settings),
-         "partition_by": list(t.partition_by), "owner": t.owner, "description": t.description}
+         "partition_by": list(t.partition_by), "stats_columns": list(t.stats_columns), "owner": t.owner,
+         "description": t.description}
         for t in TABLES.values()
         if layer is None or t.layer == layer
     ]

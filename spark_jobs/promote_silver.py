@@ -46,7 +46,15 @@ from lakehouse.schemas.silver import PROMOTION_ORDER, SILVER_KEYS
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import TABLES, Table, table
 from spark_jobs.bronze import LINEAGE_COLUMNS
-from spark_jobs.silver import References, latest_per_key, quarantine_rows, schema_drift, split_by_rules, standardize
+from spark_jobs.silver import (
+    References,
+    latest_per_key,
+    quarantine_rows,
+    repeated_keys,
+    schema_drift,
+    split_by_rules,
+    standardize,
+)
 
 if TYPE_CHECKING:
     from expectations.gate import QualityGate
@@ -56,6 +64,9 @@ log = logging.getLogger(__name__)
 # A stream micro-batch stamps `_ingested_at` when it starts and commits seconds later.
 STREAM_GRACE = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Up to this many keys repeated in one batch, de-duplication broadcasts them and ranks only their rows
+# (tens of MB on the driver); beyond, as when a whole history is re-ingested, it sorts the batch.
+BROADCAST_KEYS = 1_000_000
 
 PROGRESS_SCHEMA = StructType([
     StructField("source", StringType(), False),
@@ -186,7 +197,12 @@ def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Tab
     the MERGE rewrites only those partitions (a late row's old date is among them)."""
     location = target.location(settings)
     if not delta_exists(spark, location):
-        rows.write.format("delta").partitionBy(*target.partition_by).save(location)
+        # Optimized write: rows are shuffled by partition before writing, so each partition gets a few
+        # full files instead of one small file from every task (thousands, for transactions' zone x date).
+        writer = rows.write.format("delta").partitionBy(*target.partition_by).option("optimizeWrite", "true")
+        if target.stats_columns:
+            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(target.stats_columns))
+        writer.save(location)
         return
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     schema = {f.name: f.dataType for f in rows.schema.fields}
@@ -225,17 +241,25 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
     bronze = slices[0].frame
     for extra in slices[1:]:
         bronze = bronze.unionByName(extra.frame)
-    bronze = bronze.persist()
-    batch = None
+    keys = SILVER_KEYS[source]
+    standardized = repeated = batch = None
     try:
         now, first_date = datetime.now(UTC), min(s.first_ingest_date for s in slices)
+        # Read twice (drift, then standardize) rather than cached: a pass over the Delta files costs
+        # less than building an in-memory copy of every bronze row.
         drift = schema_drift(bronze, source, SOURCE_SCHEMAS[source]).collect()
         for d in drift:
             log.warning("schema drift", extra={"source": source, "kind": d.kind, "column": d.column, "rows": d.rows})
         ops.drift.extend((run_id, source, d.kind, d.column, d.rows, first_date, now) for d in drift)
 
         refs = References(fx=_silver(spark, settings, "fx_rates"), zones=_silver(spark, settings, "shipping_zones"))
-        batch = latest_per_key(standardize(source, bronze, refs), SILVER_KEYS[source]).persist()
+        standardized = standardize(source, bronze, refs).persist()
+        repeated = repeated_keys(standardized, keys).persist()
+        if repeated.count() <= BROADCAST_KEYS:
+            # Cheap to recompute from the cached rows for each pass below: no copy of the batch.
+            batch = latest_per_key(standardized, keys, repeated)
+        else:
+            batch = latest_per_key(standardized, keys).persist()
         results = gate.validate(source, batch)
         ops.quality.extend(
             (run_id, f"silver.{r.source}", r.rule.name, r.rule.expectation.__name__,
@@ -246,7 +270,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
             raise QualityGateError(failures)
 
         kept, dropped = split_by_rules(batch, failed_drop_rules(SUITES[source]))
-        quarantined = quarantine_rows(dropped, source, SILVER_KEYS[source], run_id).persist()
+        quarantined = quarantine_rows(dropped, source, keys, run_id).persist()
         n_quarantined = quarantined.count()
         if n_quarantined:
             # Keyed by row and delivery, so a run repeated after a crash adds nothing twice.
@@ -254,7 +278,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
                    ("source", "record_key", "_ingested_at"), newer=None)
         quarantined.unpersist()
         target = table(f"silver.{source}")
-        _merge(spark, settings, kept, target, SILVER_KEYS[source], _NEWER)
+        _merge(spark, settings, kept, target, keys, _NEWER)
         # GE counted the batch's rows already; count again only if it could not.
         rows = next((r.element_count for r in results if r.element_count is not None), None) or batch.count()
         promoted = rows - n_quarantined
@@ -264,9 +288,9 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
         return PromotionResult(source, sum(s.rows for s in slices), promoted, n_quarantined, len(drift),
                                table_version(spark, target.location(settings)))
     finally:
-        bronze.unpersist()
-        if batch is not None:
-            batch.unpersist()
+        for cached in (batch, repeated, standardized):
+            if cached is not None:
+                cached.unpersist()
 
 
 def _silver(spark: SparkSession, settings: Settings, source: str) -> DataFrame | None:

@@ -16,6 +16,7 @@ from spark_jobs.silver import (
     References,
     canonical_sku,
     latest_per_key,
+    repeated_keys,
     schema_drift,
     split_by_rules,
     standardize,
@@ -142,6 +143,27 @@ def test_latest_delivery_wins_and_a_late_row_keeps_its_event_date(spark):
         Row("e1", 1, date(2026, 8, 1), date(2026, 8, 3), T0),
         Row("e2", 6, date(2026, 8, 1), date(2026, 8, 1), T1),
         Row("e3", 1, date(2026, 8, 2), date(2026, 8, 4), T1)])
+
+
+def test_repeated_keys_spare_the_sort_and_give_the_same_rows(spark):
+    frame = spark.createDataFrame([
+        ("o1", 1, 10, date(2026, 8, 1), T0),
+        ("o1", 1, 11, date(2026, 8, 3), T0),  # re-sent: wins
+        ("o1", 2, 20, date(2026, 8, 1), T0),  # other line of the order: its own key
+        (None, 1, 30, date(2026, 8, 1), T0),
+        (None, 1, 31, date(2026, 8, 1), T1),  # a null order id is one key, like any other: wins
+        (None, 2, 40, date(2026, 8, 1), T0),
+        ("o2", None, 50, date(2026, 8, 2), T0),
+    ], "order_id string, line_number int, quantity int, ingest_date date, _ingested_at timestamp"
+    ).withColumn("_source_file", F.lit("f"))
+    keys = ("order_id", "line_number")
+
+    repeated = repeated_keys(frame, keys)
+
+    assertDataFrameEqual(repeated, [Row("o1", 1), Row(None, 1)])
+    expected = [Row("o1", 1, 11), Row("o1", 2, 20), Row(None, 1, 31), Row(None, 2, 40), Row("o2", None, 50)]
+    for ranked in (latest_per_key(frame, keys, repeated), latest_per_key(frame, keys)):
+        assertDataFrameEqual(ranked.select(*keys, "quantity"), expected)
 
 
 def test_schema_drift_names_rescued_fields_and_declared_columns_that_never_came(spark):

@@ -34,9 +34,7 @@ def _fx(day: date, eur: float) -> list[tuple]:
             for c, r in (("USD", 1.0), ("EUR", eur))]
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory, spark, settings):
-    own = Settings(state_dir=tmp_path_factory.mktemp("silver_job"), jars_dir=settings.jars_dir)
+def _bronze_lake(spark, own: Settings) -> None:
     append_bronze(spark, own, "fx_rates", _fx(D1, 1.10) + _fx(D3, 1.20))
     append_bronze(spark, own, "shipping_zones", [
         ({"postal_prefix": p, "zone": z, "is_remote": r}, None, T0, D1) for p, z, r in (("021", 3, False),
@@ -49,6 +47,12 @@ def lake(tmp_path_factory, spark, settings):
         (_line("e4", unit_price_paid=None, quantity=0), None, T0, D3),  # fails two drop rules
         (_line("e5", postal_code="55555"), None, T0, D3),  # unknown zone: warned, kept
     ])
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, spark, settings):
+    own = Settings(state_dir=tmp_path_factory.mktemp("silver_job"), jars_dir=settings.jars_dir)
+    _bronze_lake(spark, own)
     results = run(spark, own, SOURCES, run_id="run-1")
     return own, results
 
@@ -65,6 +69,29 @@ def test_first_promotion_standardizes_deduplicates_and_reports(spark, lake):
         ("fx_rates", 4, 4, 0, 0), ("shipping_zones", 2, 2, 0, 0), ("transactions", 6, 3, 2, 1)]
     assertDataFrameEqual(_silver_transactions(spark, settings), [
         Row("e1", 1, 12.0, D3, 3, T0), Row("e2", 1, 10.0, D3, 8, T0), Row("e5", 1, 10.0, D3, None, T0)])
+
+
+def test_too_many_repeated_keys_to_broadcast_sort_the_batch_to_the_same_silver(spark, settings, tmp_path,
+                                                                               monkeypatch):
+    own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir)
+    _bronze_lake(spark, own)
+    monkeypatch.setattr(promote_silver, "BROADCAST_KEYS", 0)
+
+    run(spark, own, SOURCES)
+
+    assertDataFrameEqual(_silver_transactions(spark, own), [
+        Row("e1", 1, 12.0, D3, 3, T0), Row("e2", 1, 10.0, D3, 8, T0), Row("e5", 1, 10.0, D3, None, T0)])
+
+
+def test_the_event_tables_keep_statistics_only_on_the_columns_readers_filter_on(spark, lake):
+    settings, _ = lake
+    location = table("silver.transactions").location(settings)
+    properties = dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{location}`").collect())
+    stats = spark.read.json(f"{location}/_delta_log/00000000000000000000.json").where("add IS NOT NULL").select(
+        F.from_json("add.stats", "minValues map<string, string>").alias("s")).select(F.map_keys("s.minValues"))
+
+    assert properties["delta.dataSkippingStatsColumns"] == "event_time,sku"
+    assert {tuple(sorted(r[0])) for r in stats.collect()} == {("event_time", "sku")}
 
 
 def test_dropped_rows_are_quarantined_with_the_names_of_the_rules_they_failed(spark, lake):
