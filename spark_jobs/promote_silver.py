@@ -197,8 +197,9 @@ def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Tab
     the MERGE rewrites only those partitions (a late row's old date is among them)."""
     location = target.location(settings)
     if not delta_exists(spark, location):
-        # Optimized write: rows are shuffled by partition before writing, so each partition gets a few
-        # full files instead of one small file from every task (thousands, for transactions' zone x date).
+        # Optimized write: rows are shuffled by partition before writing, so each partition (or an unpartitioned
+        # table) gets a few full files instead of a small file from every task (thousands, for transactions'
+        # zone x date).
         writer = rows.write.format("delta").partitionBy(*target.partition_by).option("optimizeWrite", "true")
         if target.stats_columns:
             writer = writer.option("delta.dataSkippingStatsColumns", ",".join(target.stats_columns))
