@@ -3,8 +3,8 @@
 `create_app()` builds the application; `app` is the one `uvicorn serving.app:app` serves. Start-up
 creates the first API key if none exists (`<state>/api_key.txt`), loads the experiments and the
 online features and starts the decision log; shutdown flushes the decision log. Endpoints reach
-these through a `Components` parameter and protect themselves with a `CallerKey` parameter (or
-`Depends(authorize)`). Start-up also loads the registered models by alias (`serving.models`); the
+these through a `Components` parameter; a router with `route_class=GatewayRoute` puts its endpoints
+behind the gateway. Start-up also loads the registered models by alias (`serving.models`); the
 `/v1` endpoints are in `serving.routes`, the status page `/status` in `serving.status`.
 """
 
@@ -20,7 +20,7 @@ from lakehouse.settings import Settings, get_settings
 from serving.components import Components, Serving
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
-from serving.gateway import BodySizeLimit, Gateway, ensure_initial_key
+from serving.gateway import BodySizeLimit, Gateway, document_api_key, ensure_initial_key
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.models import ModelStore
 from serving.online_features import OnlineFeatures
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    return app
+    return document_api_key(app)
 
 
 app = create_app()

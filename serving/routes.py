@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pricing.optimizer import implied_elasticity, response_curve
@@ -24,7 +24,7 @@ from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
 from serving.components import Components
 from serving.decision_log import decision_record
 from serving.experiments import Assignment, Subject
-from serving.gateway import authorize
+from serving.gateway import GatewayRoute
 from serving.models import LoadedModel
 from serving.online_features import FeatureSnapshot
 from serving.pricebook import feature_frame
@@ -213,7 +213,7 @@ def _json_response(answer_json: str) -> Response:
 
 def build_router() -> APIRouter:
     """The `/v1` router."""
-    router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+    router = APIRouter(prefix="/v1", route_class=GatewayRoute)
     responses = {401: {"description": "missing API key"}, 403: {"description": "unknown or revoked API key"},
                  404: {"description": "unknown SKU"}, 413: {"description": "request body too large"},
                  422: {"description": "invalid request"}, 429: {"description": "rate limit exceeded"}}

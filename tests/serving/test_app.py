@@ -1,10 +1,11 @@
 import stat
 
+from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
 from serving.app import Components, create_app
 from serving.experiments import Subject
-from serving.gateway import CallerKey, initial_key_file
+from serving.gateway import GatewayRoute, initial_key_file
 from serving.online_features import COLUMNS
 
 
@@ -13,11 +14,15 @@ def test_the_app_starts_its_components_and_stops_them(own_settings, monkeypatch)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     app = create_app(own_settings)
 
-    @app.get("/v1/whoami")
-    def whoami(key: CallerKey, components: Components) -> dict:
-        return {"name": key.name, "features": components.features.versions(),
+    router = APIRouter(route_class=GatewayRoute)
+
+    @router.get("/v1/whoami")
+    def whoami(request: Request, components: Components) -> dict:
+        return {"name": request.state.api_key.name, "features": components.features.versions(),
                 # bucket("pricing_model_vs_rules", "2026-11", "C-000001") is 653: the model's half.
                 "variant": components.experiments.assign("pricing", Subject(customer_id="C-000001")).variant}
+
+    app.include_router(router)
 
     with TestClient(app) as client:
         key_file = initial_key_file(own_settings)
@@ -39,6 +44,8 @@ def test_the_app_starts_its_components_and_stops_them(own_settings, monkeypatch)
         assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
             "type": "apiKey", "in": "header", "name": "X-API-Key",
             "description": "An API key from `lakehouse api-key create --name NAME`."}
+        assert schema["paths"]["/v1/whoami"]["get"]["security"] == [{"APIKeyHeader": []}]
+        assert "security" not in schema["paths"]["/healthz"]["get"]
 
     assert reader.returncode == 0  # shutdown closed the feature reader
     assert app.state.serving.decision_log._closed

@@ -2,7 +2,7 @@ import json
 import stat
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
@@ -11,11 +11,11 @@ from serving import gateway
 from serving.gateway import (
     BodySizeLimit,
     Gateway,
+    GatewayRoute,
     KeyStore,
     KeyStoreError,
     RateLimiter,
     TokenBucket,
-    authorize,
     ensure_initial_key,
     hash_key,
     initial_key_file,
@@ -60,9 +60,13 @@ def client(own_settings, store, clock, metrics, monkeypatch):
     app.state.gateway = Gateway(store, RateLimiter(1.0, 3, clock=clock), metrics)
     app.add_middleware(BodySizeLimit, max_bytes=own_settings.api_max_body_bytes)
 
-    @app.post("/v1/orders", dependencies=[Depends(authorize)])
+    router = APIRouter(route_class=GatewayRoute)
+
+    @router.post("/v1/orders")
     def order(body: Order) -> dict:
         return body.model_dump()
+
+    app.include_router(router)
 
     with TestClient(app) as test_client:
         yield test_client
