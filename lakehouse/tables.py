@@ -26,6 +26,11 @@ class Table:
     stats_columns: tuple[str, ...] = ()
 
     @property
+    def creation_options(self) -> dict[str, str]:
+        """Writer options that set the table's properties when a write creates it."""
+        return {"delta.dataSkippingStatsColumns": ",".join(self.stats_columns)} if self.stats_columns else {}
+
+    @property
     def layer(self) -> Layer:
         return self.name.split(".")[0]  # type: ignore[return-value]
 
@@ -54,6 +59,9 @@ SILVER_STATS_COLUMNS = {
     "clickstream": ("event_time", "sku", "decision_id"),
 }
 
+# Silver promotion reads the streamed rows above its `_ingested_at` watermark; nothing else filters them.
+BRONZE_STREAM_STATS_COLUMNS = ("_ingested_at",)
+
 _BRONZE_SOURCES = {
     "products": "Product catalogue as sent: SKUs in several spellings, units as sent.",
     "suppliers": "Supplier unit costs per SKU with their validity dates.",
@@ -78,7 +86,7 @@ TABLES: dict[str, Table] = {
         *(Table(f"bronze.{source}_stream", INGEST_DATE_PARTITIONS, "streaming.bronze",
                 f"{source.capitalize()} from Kafka, exactly once: one row per valid message, declared columns, "
                 "_rescued_data and the Kafka coordinates (_kafka_topic, _kafka_partition, _kafka_offset, "
-                "_kafka_timestamp); ingestion date is the Kafka timestamp's UTC date.")
+                "_kafka_timestamp); ingestion date is the Kafka timestamp's UTC date.", BRONZE_STREAM_STATS_COLUMNS)
           for source in ("transactions", "clickstream", "decisions")),
         Table("bronze.dead_letter", ("source", *INGEST_DATE_PARTITIONS), "streaming.bronze",
               "Kafka messages that could not be conformed: raw payload, Kafka coordinates and the reason. "

@@ -200,10 +200,8 @@ def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Tab
         # Optimized write: rows are shuffled by partition before writing, so each partition (or an unpartitioned
         # table) gets a few full files instead of a small file from every task (thousands, for transactions'
         # zone x date).
-        writer = rows.write.format("delta").partitionBy(*target.partition_by).option("optimizeWrite", "true")
-        if target.stats_columns:
-            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(target.stats_columns))
-        writer.save(location)
+        (rows.write.format("delta").partitionBy(*target.partition_by).option("optimizeWrite", "true")
+         .options(**target.creation_options).save(location))
         return
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     schema = {f.name: f.dataType for f in rows.schema.fields}

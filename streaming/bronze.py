@@ -65,8 +65,6 @@ class BronzeBatchWriter:
         self.settings, self.source, self.sink = settings, source, sink
 
     def __call__(self, messages, batch_id: int) -> None:
-        from pyspark.sql import functions as F
-
         from streaming.topics import DEAD_LETTER
         from streaming.transforms import conformed_messages, dead_letter_rows, stream_bronze_rows
 
@@ -74,14 +72,13 @@ class BronzeBatchWriter:
         conformed = conformed_messages(messages, self.source, f"{query_id}/{batch_id}",
                                        datetime.now(UTC)).persist()
         try:
-            # One pass fills the cache and says which tables get rows: an empty write would still
-            # cost a Delta commit, and a batch with nothing for a table has nothing to make idempotent.
-            counts = {row.valid: row["count"] for row in
-                      conformed.groupBy(F.col("_error").isNull().alias("valid")).count().collect()}
-            if counts.get(True):
-                self._write(stream_bronze_rows(conformed, self.source), self.source.bronze, query_id, batch_id)
-            if counts.get(False):
-                self._write(dead_letter_rows(conformed, self.source), DEAD_LETTER, query_id, batch_id)
+            # The bronze write is the pass that reads Kafka and fills the cache. It commits even when
+            # every message of the batch is bad (a commit without rows, rare), which costs less than a
+            # counting pass before every write; the dead letters, mostly none, are looked for in the cache.
+            self._write(stream_bronze_rows(conformed, self.source), self.source.bronze, query_id, batch_id)
+            dead_letters = dead_letter_rows(conformed, self.source)
+            if not dead_letters.isEmpty():
+                self._write(dead_letters, DEAD_LETTER, query_id, batch_id)
         finally:
             conformed.unpersist()
 
@@ -148,7 +145,7 @@ def ensure_tables(spark, settings, sources) -> None:
                              (dead_letter_rows(empty, source), DEAD_LETTER)):
             if not delta_exists(spark, target.location(settings)):
                 (rows.write.format("delta").mode("append").partitionBy(*target.partition_by)
-                 .save(target.location(settings)))
+                 .options(**target.creation_options).save(target.location(settings)))
 
 
 def start(spark, settings, sources, options: StreamOptions) -> list:
