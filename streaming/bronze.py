@@ -72,9 +72,10 @@ class BronzeBatchWriter:
         conformed = conformed_messages(messages, self.source, f"{query_id}/{batch_id}",
                                        datetime.now(UTC)).persist()
         try:
-            # The bronze write is the pass that reads Kafka and fills the cache. It commits even when
-            # every message of the batch is bad (a commit without rows, rare), which costs less than a
-            # counting pass before every write; the dead letters, mostly none, are looked for in the cache.
+            # The bronze write is the pass that reads Kafka and fills the cache. It commits even when the
+            # batch has no valid message (all bad, or a new query's empty first batch): a commit without
+            # rows costs less than a counting pass before every write. Dead letters, mostly none, are
+            # looked for in the cache.
             self._write(stream_bronze_rows(conformed, self.source), self.source.bronze, query_id, batch_id)
             dead_letters = dead_letter_rows(conformed, self.source)
             if not dead_letters.isEmpty():
