@@ -163,6 +163,12 @@ def start(spark, settings, sources, options: StreamOptions) -> list:
     return [start_query(spark, settings, source, options) for source in sources]
 
 
+def batches_to_log(progress: list, last_logged: int) -> list:
+    """The progress reports of the batches after `last_logged` that read rows. An idle report (no new
+    data) carries the id of the batch still to come, so it must not count as that batch logged."""
+    return [p for p in progress if p["numInputRows"] and p["batchId"] > last_logged]
+
+
 def supervise(spark, settings, sources, options: StreamOptions, stopping: threading.Event,
               poll_s: float = 1.0) -> None:
     """Start the queries, log their progress and keep the heartbeat fresh until every query ends
@@ -189,13 +195,12 @@ def supervise(spark, settings, sources, options: StreamOptions, stopping: thread
                                 extra={"query": query.name, "restart": restarts, "error": str(query.exception())})
                     queries[i] = start_query(spark, settings, sources[i], resumed)
                     continue
-                for progress in query.recentProgress:
-                    if progress["batchId"] > logged.get(query.name, -1) and progress["numInputRows"]:
-                        log.info("batch", extra={
-                            "query": query.name, "batch": progress["batchId"], "rows": progress["numInputRows"],
-                            "rows_per_s": round(progress.get("processedRowsPerSecond") or 0),
-                            "ms": progress["durationMs"].get("triggerExecution")})
-                    logged[query.name] = max(logged.get(query.name, -1), progress["batchId"])
+                for progress in batches_to_log(query.recentProgress, logged.get(query.name, -1)):
+                    log.info("batch", extra={
+                        "query": query.name, "batch": progress["batchId"], "rows": progress["numInputRows"],
+                        "rows_per_s": round(progress.get("processedRowsPerSecond") or 0),
+                        "ms": progress["durationMs"].get("triggerExecution")})
+                    logged[query.name] = progress["batchId"]
             tmp = heartbeat.with_suffix(".tmp")
             tmp.write_text(json.dumps({"pid": os.getpid(), "at": datetime.now(UTC).isoformat(),
                                        "batches": logged}))
