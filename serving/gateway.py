@@ -258,7 +258,7 @@ class GatewayRoute(APIRoute):
     is in `request.state.api_key`.
 
     Not a FastAPI dependency: FastAPI resolves dependencies anew for every request, and the check as a
-    dependency (with its security-scheme sub-dependency) cost about a fifth of a price request. After
+    dependency (with its security-scheme sub-dependency) cost about a tenth of a price request. After
     routing rather than in a middleware, so that refusals are counted under the route's template.
     """
 
