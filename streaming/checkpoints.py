@@ -1,11 +1,11 @@
 """Checkpoint guard: a query restarts only from its own checkpoint, or is reset deliberately.
 
-Every bronze commit of a streaming query records `{"query_id", "batch"}` as Delta `userMetadata`
-(next to the `txnAppId`/`txnVersion` that make it idempotent). Starting with a missing, empty or
+Every bronze commit of a streaming query records `{"query_id", "batch"}` as Delta `userMetadata`,
+which also makes the writes idempotent (`batch_committed`). Starting with a missing, empty or
 unreadable checkpoint while the table holds such commits would re-read Kafka from the starting
-offsets with batch numbers from 0: a new query id re-appends what bronze has (duplicates), the same
-one would be skipped by Delta (loss). So it is refused. A deliberate reset starts a new checkpoint
-right after the last Kafka offsets that bronze and the dead-letter table already hold.
+offsets with batch numbers from 0 and append again what bronze has. So it is refused. A deliberate
+reset starts a new checkpoint right after the last Kafka offsets that bronze and the dead-letter
+table already hold.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # Commits searched for the last streaming write (maintenance commits such as OPTIMIZE carry none).
 HISTORY_DEPTH = 100
+# A replayed batch's commits are looked for back to this long before its offset-log entry was written:
+# the lake's storage (S3) stamps commit files by its own clock, not the driver's.
+CLOCK_SKEW_MS = 600_000
 
 
 class CheckpointError(RuntimeError):
@@ -38,14 +44,63 @@ def checkpoint_folder(settings: Settings, source: StreamSource) -> Path:
     return settings.checkpoints_dir / source.bronze.name
 
 
+@dataclass(frozen=True)
+class UnfinishedBatch:
+    """The batch a restarted query runs again first: in its offset log but not in its commit log."""
+
+    batch: int
+    planned_at_ms: int  # when the offset-log entry was written, before any write of the batch
+
+
+def unfinished_batch(folder: Path) -> UnfinishedBatch | None:
+    """The checkpoint's unfinished batch, None when every planned batch finished (or no checkpoint)."""
+    def last(log: str) -> Path | None:
+        entries = [p for p in (folder / log).glob("[0-9]*") if p.name.isdigit()]
+        return max(entries, key=lambda p: int(p.name), default=None)
+
+    planned, finished = last("offsets"), last("commits")
+    if planned is None or (finished is not None and int(finished.name) >= int(planned.name)):
+        return None
+    return UnfinishedBatch(int(planned.name), int(planned.stat().st_mtime * 1000))
+
+
+def _stream_commits(spark: SparkSession, location: str) -> Iterator[tuple[int, dict | None]]:
+    """(commit time in ms, `{"query_id", "batch"}` or None) of the table's commits, newest first,
+    read in growing pages so that a search that stops early reads few commit files."""
+    table, depth, oldest = DeltaTable.forPath(spark, location), 16, None
+    while True:
+        rows = (table.history(depth).orderBy(F.col("version").desc())
+                .select("version", F.unix_millis("timestamp").alias("at"), "userMetadata").collect())
+        for row in rows:
+            if oldest is None or row.version < oldest:
+                oldest = row.version
+                written = json.loads(row.userMetadata) if (row.userMetadata or "").startswith('{"query_id"') else None
+                yield row.at, written
+        if len(rows) < depth:
+            return
+        depth *= 8
+
+
 def last_stream_commit(spark: SparkSession, location: str) -> dict | None:
     """`{"query_id", "batch"}` of the table's latest streaming commit, or None if it has none."""
     if not delta_exists(spark, location):
         return None
-    row = (DeltaTable.forPath(spark, location).history(HISTORY_DEPTH)
-           .where(F.col("userMetadata").startswith('{"query_id"'))
-           .orderBy(F.col("version").desc()).select("userMetadata").first())
-    return json.loads(row.userMetadata) if row else None
+    return next((written for _, written in islice(_stream_commits(spark, location), HISTORY_DEPTH) if written), None)
+
+
+def batch_committed(spark: SparkSession, location: str, query_id: str, unfinished: UnfinishedBatch) -> bool:
+    """Whether the table already holds the unfinished batch's write (the crash came after it).
+
+    A query's batches run one after the other, so its newest commit in the table is the unfinished
+    batch or an older one; commits from before the batch was planned cannot be its write. So the
+    search stops at the query's newest commit or at the first commit older than the plan.
+    """
+    for at, written in _stream_commits(spark, location):
+        if written and written["query_id"] == query_id:
+            return written["batch"] >= unfinished.batch
+        if at < unfinished.planned_at_ms - CLOCK_SKEW_MS:
+            return False
+    return False
 
 
 def verify_checkpoint(spark: SparkSession, settings: Settings, source: StreamSource) -> None:
