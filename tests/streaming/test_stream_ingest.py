@@ -36,10 +36,11 @@ def test_valid_messages_land_and_malformed_ones_go_to_the_dead_letter_table(spar
     assertDataFrameEqual(dead.groupBy(F.split("reason", ":")[0].alias("reason")).count(),
                          [Row(reason=REASON[kind], count=n) for kind, n in produced.malformed.items()])
     assert dead.where(F.col("raw").isNull() | F.col("_kafka_offset").isNull()).count() == 0
-    # Statistics only on what silver promotion filters the streamed rows by.
+    # Statistics only on what silver promotion filters the streamed rows by; log checkpoints seldom.
     location = SOURCES["clickstream"].bronze.location(own_settings)
-    assert dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{location}`").collect())[
-        "delta.dataSkippingStatsColumns"] == "_ingested_at"
+    properties = dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{location}`").collect())
+    assert properties["delta.dataSkippingStatsColumns"] == "_ingested_at"
+    assert properties["delta.checkpointInterval"] == "100"
 
 
 def test_no_micro_batch_exceeds_max_offsets_per_trigger(spark, own_settings):
