@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(settings).parse_args(argv)
     from lakehouse.log import configure_logging
     from lakehouse.spark import get_spark
-    from streaming.checkpoints import CheckpointError
+    from streaming.checkpoints import CheckpointError, exclusive_checkpoints
     from streaming.topics import STREAMED
 
     configure_logging()
@@ -291,16 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    wait_for_broker(settings)
-    spark = get_spark("streaming-bronze", settings)
     try:
-        supervise(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options, stopping)
+        with exclusive_checkpoints(settings):
+            wait_for_broker(settings)
+            spark = get_spark("streaming-bronze", settings)
+            try:
+                supervise(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options, stopping)
+            finally:
+                spark.stop()
     except CheckpointError as err:
         log.error("checkpoint refused", extra={"error": str(err)})
         print(f"error: {err}", file=sys.stderr)
         return 2
-    finally:
-        spark.stop()
     log.info("stopped")
     return 0
 

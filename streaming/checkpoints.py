@@ -10,11 +10,13 @@ table already hold.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -42,6 +44,21 @@ class CheckpointError(RuntimeError):
 
 def checkpoint_folder(settings: Settings, source: StreamSource) -> Path:
     return settings.checkpoints_dir / source.bronze.name
+
+
+@contextmanager
+def exclusive_checkpoints(settings: Settings) -> Iterator[None]:
+    """Hold the checkpoints folder for this process (a lock the system drops when the process ends,
+    even killed). Two jobs on one checkpoint could both run its unfinished batch before Spark's offset
+    log stops one of them, and both write it: exactly once assumes one writer per checkpoint."""
+    settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.checkpoints_dir / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"another streaming job is using the checkpoints in {settings.checkpoints_dir}; "
+                                  "stop it first (make down, or its process)") from None
+        yield
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Exactly once without Delta's transaction lookup: a replayed batch's writes are found by their commits."""
 
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 
@@ -9,7 +12,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 from lakehouse.delta import read_delta
 from lakehouse.settings import Settings
 from streaming.bronze import QUERY_ID_PROPERTY, BronzeBatchWriter
-from streaming.checkpoints import UnfinishedBatch, batch_committed, unfinished_batch
+from streaming.checkpoints import UnfinishedBatch, batch_committed, exclusive_checkpoints, unfinished_batch
 from streaming.topics import DEAD_LETTER, StreamSource
 
 SOURCE = StreamSource("transactions", StructType([StructField("event_id", StringType()),
@@ -68,3 +71,14 @@ def test_a_replayed_batch_writes_only_what_its_crashed_run_did_not(spark, tmp_pa
     assert sorted((r.event_id, r._kafka_offset) for r in bronze.collect()) == [("e1", 0), ("e2", 2), ("e3", 4)]
     dead = read_delta(spark, DEAD_LETTER.location(own))
     assert sorted((r._batch_id, r._kafka_offset) for r in dead.collect()) == [("q1/0", 1), ("q1/1", 3), ("q2/0", 100)]
+
+
+def test_a_second_streaming_job_on_the_same_checkpoints_is_refused(tmp_path):
+    own = Settings(state_dir=tmp_path)
+    with exclusive_checkpoints(own):
+        second = subprocess.run([sys.executable, "-m", "streaming.bronze"], capture_output=True, text=True,
+                                env={**os.environ, "LAKEHOUSE_STATE_DIR": str(tmp_path)}, timeout=120)
+    assert second.returncode == 2
+    assert f"error: another streaming job is using the checkpoints in {own.checkpoints_dir}" in second.stderr
+    with exclusive_checkpoints(own):  # released with its holder
+        pass
