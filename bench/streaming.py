@@ -73,6 +73,14 @@ def _ingest_rate(spark, settings: Settings, sink: str) -> dict:
             "whole_drain": {**_rate(batches), "wall_s": round(wall, 2)}}
 
 
+def _wait_until(condition, what: str, poll_s: float, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the latency run timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
+
+
 def _latencies(spark, settings: Settings) -> dict:
     """Produce at a steady rate while the queries run; per-event commit time minus produce time."""
     from delta.tables import DeltaTable
@@ -87,18 +95,11 @@ def _latencies(spark, settings: Settings) -> dict:
     try:
         # A running stream's latency: the queries' start (their first, empty batch: Kafka consumers,
         # planning) is over before the first event; the rate run reports that one-off cost.
-        deadline = time.monotonic() + 120
-        while not all(query.recentProgress for query in queries):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the latency run's queries did not finish a first batch within 120 s")
-            time.sleep(0.2)
+        _wait_until(lambda: all(query.recentProgress for query in queries), "the queries to finish a first batch", 0.2)
         produced = produce(settings, duration_s=LATENCY_SECONDS, rate=LATENCY_RATE)
         locations = [s.bronze.location(settings) for s in SOURCES.values()]
-        deadline = time.monotonic() + 120
-        while sum(read_delta(spark, loc).count() for loc in locations) < sum(produced.sent.values()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the latency run's events did not all land within 120 s")
-            time.sleep(1)
+        _wait_until(lambda: sum(read_delta(spark, loc).count() for loc in locations) >= sum(produced.sent.values()),
+                    "every event to land", 1.0)
     finally:
         for query in queries:
             query.stop()
