@@ -19,6 +19,20 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 UNMATCHED = "unmatched"
 
 
+class _Children:
+    """A labelled metric's children by label values, in a plain dict: `labels()` checks the values and
+    takes the metric's lock on every call, a cost the metrics recorded on every request avoid."""
+
+    def __init__(self, metric):
+        self._metric, self._children = metric, {}
+
+    def __getitem__(self, values: tuple[str, ...]):
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class ServingMetrics:
     """Every metric of the API on its own registry (a fresh one per application, so tests are independent)."""
 
@@ -50,9 +64,17 @@ class ServingMetrics:
                                            "(-1: the table does not exist yet).", ["table"], registry=r)
         self.rate_limited = Counter("lakehouse_api_rate_limited",
                                     "Requests refused with 429, by API key id.", ["key_id"], registry=r)
+        # The children recorded on every request.
+        self._requests, self._latency = _Children(self.requests), _Children(self.latency)
+        self._decisions = _Children(self.decisions)
+
+    def record_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        labels = (endpoint, method, str(status))
+        self._requests[labels].inc()
+        self._latency[labels].observe(seconds)
 
     def record_decision(self, endpoint: str, experiment: str | None, variant: str | None, strategy: str) -> None:
-        self.decisions.labels(endpoint, experiment or "", variant or "", strategy).inc()
+        self._decisions[endpoint, experiment or "", variant or "", strategy].inc()
 
     def record_fallback(self, endpoint: str, reason: str) -> None:
         self.fallbacks.labels(endpoint, reason).inc()
@@ -102,6 +124,4 @@ class MetricsMiddleware:
             # The router stores the matched route in the scope it was given (this very dict).
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or UNMATCHED
-            labels = (endpoint, scope["method"], str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.record_request(endpoint, scope["method"], status, time.perf_counter() - started)

@@ -4,12 +4,15 @@ A price depends on the SKU's features and the model, not on who asks, so the API
 once (one vectorised optimizer call, tens of milliseconds for a thousand SKUs) the first time a
 (strategy, model version, feature snapshot) is asked for, and answers requests by lookup. A new gold
 version or a moved alias makes a new key, hence a new book: prices follow them without a restart.
+The answers built from a book's prices are kept with it (`PriceBook.answer`), so they go with it too.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +46,29 @@ def feature_frame(snapshot: FeatureSnapshot, skus: list[str] | None = None) -> p
     return frame
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    """Every priced SKU of one (strategy, model version, feature snapshot), and the answers built from
+    them, kept by the caller's key (an answer differs from a price only by who asks: the variant)."""
+
+    prices: dict[str, PricedSku]
+    _answers: dict = field(default_factory=dict)
+
+    def get(self, sku: str) -> PricedSku | None:
+        return self.prices.get(sku)
+
+    def answer(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The answer kept under `key`, built by `build()` the first time (two threads may both build it:
+        equal values, the last one kept)."""
+        found = self._answers.get(key)
+        if found is None:
+            found = self._answers[key] = build()
+        return found
+
+
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
 
@@ -72,18 +98,17 @@ class PriceBooks:
 
     def __init__(self, rails: Guardrails = DEFAULT_GUARDRAILS):
         self.rails = rails
-        self._books: dict[tuple, dict[str, PricedSku]] = {}
+        self._books: dict[tuple, PriceBook] = {}
         self._lock = threading.Lock()
 
-    def book(self, snapshot: FeatureSnapshot, model: DemandModel | None, model_version: str | None
-             ) -> dict[str, PricedSku]:
+    def book(self, snapshot: FeatureSnapshot, model: DemandModel | None, model_version: str | None) -> PriceBook:
         key = (model_version if model is not None else "rule_based", snapshot.built_at)
         found = self._books.get(key)
         if found is not None:
             return found
         with self._lock:
             if key not in self._books:
-                self._books[key] = decide_all(feature_frame(snapshot), model, self.rails)
+                self._books[key] = PriceBook(decide_all(feature_frame(snapshot), model, self.rails))
                 while len(self._books) > self.KEEP:
                     self._books.pop(next(iter(self._books)))
             return self._books[key]

@@ -10,19 +10,19 @@ is the rule-based price (never below the margin floor) or the carrier's rate car
 from __future__ import annotations
 
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pricing.optimizer import implied_elasticity, response_curve
 from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
 from serving.components import Components
-from serving.decision_log import decision_record
+from serving.decision_log import decision_record, new_decision_id
 from serving.experiments import Assignment, Subject
 from serving.gateway import GatewayRoute
 from serving.models import LoadedModel
@@ -165,7 +165,30 @@ def _features_as_of(snapshot: FeatureSnapshot, sku: str) -> date | None:
     return record.get("as_of_date") if record else None
 
 
-def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapshot, decision_id: str) -> PriceAnswer:
+@dataclass(frozen=True, slots=True)
+class PriceTemplate:
+    """A price answer but for its decision id (empty), and its JSON after the id: the same for every
+    request of the same SKU, variant and price book, so it is built once per book (`PriceBook.answer`)."""
+
+    answer: PriceAnswer
+    json_after_id: str
+
+    @classmethod
+    def of(cls, answer: PriceAnswer) -> PriceTemplate:
+        text = answer.model_dump_json()
+        if not text.startswith(_NO_ID_JSON):  # decision_id is the first field of every Provenance
+            raise AssertionError(f"{type(answer).__name__} JSON does not start with its decision_id: {text[:40]}")
+        return cls(answer, text[len(_NO_ID_JSON):])
+
+    def json(self, decision_id: str) -> str:
+        """The answer's JSON with `decision_id` (a UUID: nothing to escape)."""
+        return f'{{"decision_id":"{decision_id}"{self.json_after_id}'
+
+
+_NO_ID_JSON = '{"decision_id":""'
+
+
+def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapshot) -> PriceTemplate:
     """The answer for one SKU under `assignment` (see the module docstring for the fallbacks)."""
     loaded, fallback_reason = None, None
     if assignment.strategy == "model":
@@ -174,35 +197,35 @@ def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapsh
             fallback_reason = f"no {assignment.model_alias} pricing model loaded"
     book = serving.prices.book(snapshot, loaded.model if loaded else None, loaded.version if loaded else None)
     priced = book.get(sku)
-    if priced is None and loaded is not None:
-        fallback_reason = "the SKU has no pricing features"
     if priced is None:
         raise HTTPException(404, f"no price for {sku}: it is not in the catalogue's pricing features "
                                  "(unknown SKU, or no unit cost yet)")
     if fallback_reason:
         serving.metrics.record_fallback("pricing", fallback_reason)
-    strategy = "optimizer" if loaded else RULE_BASED
-    return PriceAnswer(
-        decision_id=decision_id, experiment=assignment.experiment, variant=assignment.variant, strategy=strategy,
-        model=_model_ref(loaded), rule_version=None if loaded else RULE_VERSION, fallback=fallback_reason is not None,
-        fallback_reason=fallback_reason, sku=sku, price_usd=round(priced.price_usd, 2),
-        guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku))
+
+    def build() -> PriceTemplate:
+        return PriceTemplate.of(PriceAnswer(
+            decision_id="", experiment=assignment.experiment, variant=assignment.variant,
+            strategy="optimizer" if loaded else RULE_BASED, model=_model_ref(loaded),
+            rule_version=None if loaded else RULE_VERSION, fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason, sku=sku, price_usd=round(priced.price_usd, 2),
+            guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku)))
+
+    # The book's key already holds the model version and the feature snapshot.
+    return book.answer((sku, assignment.experiment, assignment.variant, loaded.alias if loaded else None,
+                        fallback_reason), build)
 
 
-def _log(serving, answer: Provenance, answer_json: str, endpoint: str, customer: Customer, request_json: str,
-         started: float, **fields) -> None:
+def _log(serving, answer: Provenance, decision_id: str, answer_json: str, endpoint: str, customer: Customer,
+         request_json: str, started: float, **fields) -> None:
     serving.metrics.record_decision(endpoint, answer.experiment, answer.variant, answer.strategy)
     serving.decision_log.log(decision_record(
-        decision_id=answer.decision_id, endpoint=endpoint, customer_id=customer.customer_id,
+        decision_id=decision_id, endpoint=endpoint, customer_id=customer.customer_id,
         session_id=customer.session_id, experiment=answer.experiment, variant=answer.variant,
         strategy=answer.strategy, model_name=answer.model.name if answer.model else None,
         model_version=answer.model.version if answer.model else answer.rule_version,
         request=request_json, response=answer_json, fallback=answer.fallback,
         latency_ms=(time.perf_counter() - started) * 1000, **fields))
-
-
-def _new_decision_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _json_response(answer_json: str) -> Response:
@@ -219,15 +242,17 @@ def build_router() -> APIRouter:
                  422: {"description": "invalid request"}, 429: {"description": "rate limit exceeded"}}
 
     @router.post("/prices", tags=["pricing"], responses=responses, response_model=PriceAnswer)
-    async def price(body: PriceRequest, serving: Components) -> Response:
+    async def price(body: PriceRequest, request: Request) -> Response:
         """The price of one SKU for this customer: the variant's strategy, guardrails applied."""
+        serving = request.app.state.serving
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
-        answer = price_sku(serving, body.sku, assignment, snapshot, _new_decision_id())
-        answer_json = answer.model_dump_json()
-        _log(serving, answer, answer_json, "pricing", body.customer, body.model_dump_json(), started, sku=answer.sku,
-             price_usd=answer.price_usd, guardrails=answer.guardrails)
+        template = price_sku(serving, body.sku, assignment, snapshot)
+        decision_id = new_decision_id()
+        answer, answer_json = template.answer, template.json(decision_id)
+        _log(serving, answer, decision_id, answer_json, "pricing", body.customer, body.model_dump_json(), started,
+             sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails)
         return _json_response(answer_json)
 
     @router.post("/prices/basket", tags=["pricing"], responses=responses, response_model=BasketPriceAnswer)
@@ -238,13 +263,13 @@ def build_router() -> APIRouter:
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
         lines = []
         for item in body.items:
-            answer = price_sku(serving, item.sku, assignment, snapshot, _new_decision_id())
-            lines.append(BasketLine(**answer.model_dump(), quantity=item.quantity,
-                                    line_total_usd=round(answer.price_usd * item.quantity, 2)))
+            answer = price_sku(serving, item.sku, assignment, snapshot).answer
+            lines.append(BasketLine(**{**answer.model_dump(), "decision_id": new_decision_id()},
+                                    quantity=item.quantity, line_total_usd=round(answer.price_usd * item.quantity, 2)))
         request_json = body.model_dump_json()
         for line in lines:
-            _log(serving, line, line.model_dump_json(), "pricing", body.customer, request_json, started, sku=line.sku,
-                 price_usd=line.price_usd, guardrails=line.guardrails)
+            _log(serving, line, line.decision_id, line.model_dump_json(), "pricing", body.customer, request_json,
+                 started, sku=line.sku, price_usd=line.price_usd, guardrails=line.guardrails)
         basket = BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
         return _json_response(basket.model_dump_json())
 
@@ -256,8 +281,8 @@ def build_router() -> APIRouter:
         assignment = serving.experiments.assign("shipping", _subject(body.customer, snapshot))
         answer = estimate_shipping(serving, body, snapshot, assignment)
         answer_json = answer.model_dump_json()
-        _log(serving, answer, answer_json, "shipping", body.customer, body.model_dump_json(), started,
-             estimate_usd=answer.recommended.estimate_usd)
+        _log(serving, answer, answer.decision_id, answer_json, "shipping", body.customer, body.model_dump_json(),
+             started, estimate_usd=answer.recommended.estimate_usd)
         return _json_response(answer_json)
 
     @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)
@@ -337,7 +362,7 @@ def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot,
                       for c, e, r, b in zip(cards, estimate, rate_card, billable, strict=True)),
                      key=lambda o: o.estimate_usd)
     return ShippingAnswer(
-        decision_id=_new_decision_id(), experiment=assignment.experiment, variant=assignment.variant,
+        decision_id=new_decision_id(), experiment=assignment.experiment, variant=assignment.variant,
         strategy="model" if loaded else "rate_card", model=_model_ref(loaded),
         rule_version=None if loaded else "rate_card", fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, postal_code=body.postal_code.strip(),
