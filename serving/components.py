@@ -31,9 +31,15 @@ class Serving:
     prices: PriceBooks
 
 
+def serving_of(request: Request) -> Serving:
+    """The components of the application serving `request`: for endpoints that take the request anyway
+    (the `/v1` POST endpoints log its body), which spares them a dependency to resolve per request."""
+    return request.app.state.serving
+
+
 async def serving(request: Request) -> Serving:
     """FastAPI dependency: the application's components (async: a sync dependency costs a threadpool hop)."""
-    return request.app.state.serving
+    return serving_of(request)
 
 
 # An endpoint parameter `components: Components` receives them.

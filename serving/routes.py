@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pricing.optimizer import implied_elasticity, response_curve
 from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
-from serving.components import Components
+from serving.components import Components, serving_of
 from serving.decision_log import decision_record, new_decision_id
 from serving.experiments import Assignment, Subject
 from serving.gateway import GatewayRoute
@@ -228,6 +228,11 @@ def _log(serving, answer: Provenance, decision_id: str, answer_json: str, endpoi
         latency_ms=(time.perf_counter() - started) * 1000, **fields))
 
 
+async def _request_json(request: Request) -> str:
+    """The request as the client sent it, for the decision log (FastAPI read and validated it already)."""
+    return (await request.body()).decode()
+
+
 def _json_response(answer_json: str) -> Response:
     # The answer is serialized once, for the response and the decision log: returning the model would
     # have FastAPI validate and serialize it again (the `response_model` still documents it).
@@ -244,20 +249,21 @@ def build_router() -> APIRouter:
     @router.post("/prices", tags=["pricing"], responses=responses, response_model=PriceAnswer)
     async def price(body: PriceRequest, request: Request) -> Response:
         """The price of one SKU for this customer: the variant's strategy, guardrails applied."""
-        serving = request.app.state.serving
+        serving = serving_of(request)
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
         template = price_sku(serving, body.sku, assignment, snapshot)
         decision_id = new_decision_id()
         answer, answer_json = template.answer, template.json(decision_id)
-        _log(serving, answer, decision_id, answer_json, "pricing", body.customer, body.model_dump_json(), started,
-             sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails)
+        _log(serving, answer, decision_id, answer_json, "pricing", body.customer, await _request_json(request),
+             started, sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails)
         return _json_response(answer_json)
 
     @router.post("/prices/basket", tags=["pricing"], responses=responses, response_model=BasketPriceAnswer)
-    async def price_basket(body: BasketPriceRequest, serving: Components) -> Response:
+    async def price_basket(body: BasketPriceRequest, request: Request) -> Response:
         """Prices of every line of a basket (one decision per line, one variant for the customer)."""
+        serving = serving_of(request)
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
@@ -266,7 +272,7 @@ def build_router() -> APIRouter:
             answer = price_sku(serving, item.sku, assignment, snapshot).answer
             lines.append(BasketLine(**{**answer.model_dump(), "decision_id": new_decision_id()},
                                     quantity=item.quantity, line_total_usd=round(answer.price_usd * item.quantity, 2)))
-        request_json = body.model_dump_json()
+        request_json = await _request_json(request)
         for line in lines:
             _log(serving, line, line.decision_id, line.model_dump_json(), "pricing", body.customer, request_json,
                  started, sku=line.sku, price_usd=line.price_usd, guardrails=line.guardrails)
@@ -274,15 +280,16 @@ def build_router() -> APIRouter:
         return _json_response(basket.model_dump_json())
 
     @router.post("/shipping/estimate", tags=["shipping"], responses=responses, response_model=ShippingAnswer)
-    async def shipping_estimate(body: ShippingRequest, serving: Components) -> Response:
+    async def shipping_estimate(body: ShippingRequest, request: Request) -> Response:
         """Expected shipping cost of a basket to a postal code, per carrier and service level; cheapest first."""
+        serving = serving_of(request)
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("shipping", _subject(body.customer, snapshot))
         answer = estimate_shipping(serving, body, snapshot, assignment)
         answer_json = answer.model_dump_json()
-        _log(serving, answer, answer.decision_id, answer_json, "shipping", body.customer, body.model_dump_json(),
-             started, estimate_usd=answer.recommended.estimate_usd)
+        _log(serving, answer, answer.decision_id, answer_json, "shipping", body.customer,
+             await _request_json(request), started, estimate_usd=answer.recommended.estimate_usd)
         return _json_response(answer_json)
 
     @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)

@@ -1,3 +1,4 @@
+import inspect
 import json
 import time
 import uuid
@@ -34,8 +35,12 @@ def test_a_record_has_every_declared_field_a_fresh_id_and_the_time():
         "response": None, "price_usd": 19.99, "estimate_usd": None, "guardrails": ["min_margin"], "fallback": False,
         "latency_ms": None}
     assert decision_record(decision_id="d-1")["decision_id"] == "d-1"
-    with pytest.raises(ValueError, match=r"unknown decision fields \['price'\]"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'price'"):
         decision_record(price=1.0)
+
+
+def test_the_record_builder_takes_exactly_the_declared_fields_in_their_order():
+    assert list(inspect.signature(decision_record).parameters) == list(DECISION_FIELDS)
 
 
 def test_encoding_turns_request_and_response_into_json_text_and_numpy_into_numbers():
