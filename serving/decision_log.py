@@ -19,7 +19,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import UTC, date, datetime
 from typing import Any
@@ -42,10 +41,17 @@ WARN_EVERY_S = 10.0
 
 
 def new_decision_id() -> str:
-    """A random (version 4) UUID as text. From `random`, not `uuid.uuid4`'s `os.urandom`: a system call
-    per request costs here about as much as the rest of the id, and the id needs to be unique, not
-    secret (`random` reseeds in every forked worker)."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    """A random (version 4) UUID as text. From `random`, not `uuid.uuid4`'s `os.urandom`: the id needs to
+    be unique, not secret (`random` reseeds in every forked worker), and a system call per request cost
+    about as much as the rest of the id. Formatted by hand: `uuid.UUID` costs twice as much."""
+    bits = random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# RFC 9562 version 4: version bits 0100 (bits 76-79), variant bits 10 (bits 62-63).
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 
 def decision_record(*, decision_id: str | None = None, event_time: str | None = None, endpoint: str | None = None,

@@ -43,6 +43,15 @@ def test_the_record_builder_takes_exactly_the_declared_fields_in_their_order():
     assert list(inspect.signature(decision_record).parameters) == list(DECISION_FIELDS)
 
 
+def test_decision_ids_are_distinct_rfc_version_4_uuids():
+    ids = [decision_log.new_decision_id() for _ in range(10_000)]
+
+    assert len(set(ids)) == len(ids)
+    for text in ids[:1000]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
 def test_encoding_turns_request_and_response_into_json_text_and_numpy_into_numbers():
     record = decision_record(decision_id="d-1", event_time="2026-11-24T06:00:00+00:00", endpoint="pricing",
                              request={"sku": "SKU-000001", "quantity": np.int64(2)},

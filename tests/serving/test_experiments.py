@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from lakehouse.settings import REPO_ROOT
+from serving import experiments as experiments_module
 from serving.experiments import (
     NO_EXPERIMENT,
     Assignment,
@@ -164,3 +165,18 @@ def test_a_server_does_not_start_on_a_missing_or_broken_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("experiments: [{name: broken}]")
     with pytest.raises(ExperimentConfigError, match=r"bad\.yaml: experiments\.0\.endpoint: Field required"):
         Experiments(tmp_path / "bad.yaml")
+
+
+def test_kept_assignments_equal_fresh_ones_and_are_dropped_past_the_bound(tmp_path, monkeypatch):
+    path = tmp_path / "experiments.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [experiment()]}))
+    monkeypatch.setattr(experiments_module, "ASSIGNMENTS_KEPT", 2)
+    experiments = Experiments(path, check_interval_s=0)
+    config = experiments.config.experiments[0]
+    subjects = [Subject(customer_id=f"C-{i:06d}") for i in range(5)]
+
+    first = [experiments.assign("pricing", s) for s in subjects]
+    again = [experiments.assign("pricing", s) for s in subjects]
+
+    assert first == again == [assign(config, s) for s in subjects]
+    assert len(experiments._assigned) <= 2
