@@ -26,7 +26,9 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q uv==$(UV_VERSION)
 	@echo "installing the locked Python dependencies into $(VENV)" >&2
-	@$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	@# Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set, every process (each Spark job,
+	@# test subprocess and the API) would otherwise compile Great Expectations and MLflow again (about 8 s).
+	@$(VENV)/bin/uv pip sync -q --compile-bytecode --python $(PY) requirements.lock
 	@# compat mode: a path entry for the repository, so new top-level packages import without a reinstall
 	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e . --config-settings editable_mode=compat
 	@touch $@
