@@ -15,6 +15,7 @@ from lakehouse.schemas.silver import SILVER_SCHEMAS
 from spark_jobs.silver import (
     References,
     canonical_sku,
+    key_hash,
     latest_per_key,
     repeated_keys,
     schema_drift,
@@ -160,9 +161,13 @@ def test_repeated_keys_spare_the_sort_and_give_the_same_rows(spark):
 
     repeated = repeated_keys(frame, keys)
 
-    assertDataFrameEqual(repeated, [Row("o1", 1), Row(None, 1)])
+    hashes_of = spark.createDataFrame([("o1", 1), (None, 1)], "order_id string, line_number int")
+    assertDataFrameEqual(repeated, hashes_of.select(key_hash(keys).alias("_key_hash")))
+    # A hash shared with another key (here the single ("o2", None)) only ranks that key's rows too.
+    colliding = repeated.unionByName(frame.where("quantity = 50").select(key_hash(keys).alias("_key_hash")))
     expected = [Row("o1", 1, 11), Row("o1", 2, 20), Row(None, 1, 31), Row(None, 2, 40), Row("o2", None, 50)]
-    for ranked in (latest_per_key(frame, keys, repeated), latest_per_key(frame, keys)):
+    for ranked in (latest_per_key(frame, keys, repeated), latest_per_key(frame, keys, colliding),
+                   latest_per_key(frame, keys)):
         assertDataFrameEqual(ranked.select(*keys, "quantity"), expected)
 
 
