@@ -230,7 +230,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
     Drift, rule results and the new watermark are added to `ops`; the watermark only once silver is written.
     """
     from expectations.gate import QualityGateError, gate_failures
-    from expectations.rules import failed_drop_rules
+    from expectations.rules import Severity, failed_drop_rules
     from expectations.suites import SUITES
 
     slices = _new_rows(spark, settings, source, watermarks, started)
@@ -269,13 +269,16 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
             raise QualityGateError(failures)
 
         kept, dropped = split_by_rules(batch, failed_drop_rules(SUITES[source]))
-        quarantined = quarantine_rows(dropped, source, keys, run_id).persist()
-        n_quarantined = quarantined.count()
-        if n_quarantined:
-            # Keyed by row and delivery, so a run repeated after a crash adds nothing twice.
-            _merge(spark, settings, quarantined, table("silver.quarantine"),
-                   ("source", "record_key", "_ingested_at"), newer=None)
-        quarantined.unpersist()
+        n_quarantined = 0
+        # GE counted each drop rule's rows: the quarantine costs a pass over the batch only when one found some.
+        if any(r.rule.severity is Severity.DROP and r.unexpected_count != 0 for r in results):
+            quarantined = quarantine_rows(dropped, source, keys, run_id).persist()
+            n_quarantined = quarantined.count()
+            if n_quarantined:  # none when GE could not count a rule (None) and no row fails it
+                # Keyed by row and delivery, so a run repeated after a crash adds nothing twice.
+                _merge(spark, settings, quarantined, table("silver.quarantine"),
+                       ("source", "record_key", "_ingested_at"), newer=None)
+            quarantined.unpersist()
         target = table(f"silver.{source}")
         _merge(spark, settings, kept, target, keys, _NEWER)
         # GE counted the batch's rows already; count again only if it could not.
