@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     spark_master_url: str = Field("local[2]", validation_alias=AliasChoices("SPARK_MASTER_URL"))
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"
+    # Cached DataFrames (a promotion batch) compressed in memory. Off trades memory for time: 13.6M clickstream
+    # events cache in 33-39 s instead of 50-69 s, but take 4.4 GB instead of 1.3 GB; only with the driver memory
+    # to hold them (beyond it, Spark spills the cache to disk).
+    spark_cache_compressed: bool = True
     # The Spark UI costs start-up time and a port per session; tests turn it off.
     spark_ui_enabled: bool = True
 

@@ -56,6 +56,7 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.default.parallelism", str(settings.spark_shuffle_partitions))
         .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.sql.inMemoryColumnarStorage.compressed", str(settings.spark_cache_compressed).lower())
         .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")
         # All timestamps are stored and compared in UTC, whatever the machine's zone.
