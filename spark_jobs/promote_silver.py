@@ -24,11 +24,11 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -48,10 +48,12 @@ from lakehouse.tables import TABLES, Table, table
 from spark_jobs.bronze import LINEAGE_COLUMNS
 from spark_jobs.silver import (
     References,
+    bronze_profile,
     latest_per_key,
+    missing_columns,
     quarantine_rows,
     repeated_keys,
-    schema_drift,
+    rescued_fields,
     split_by_rules,
     standardize,
 )
@@ -118,14 +120,20 @@ class PromotionResult:
 
 @dataclass(frozen=True)
 class _Slice:
-    """The new rows of one bronze table: pinned version and the watermark they reach."""
+    """The new rows of one bronze table: pinned version, the watermark they reach, their `bronze_profile`."""
 
     bronze_table: str
     version: int
-    watermark: datetime
-    first_ingest_date: date
-    rows: int
+    profile: Row
     frame: DataFrame
+
+    @property
+    def rows(self) -> int:
+        return self.profile.rows
+
+    @property
+    def watermark(self) -> datetime:
+        return self.profile.watermark.replace(tzinfo=UTC)
 
 
 def bronze_tables(source: str) -> list[Table]:
@@ -163,11 +171,10 @@ def _new_rows(spark: SparkSession, settings: Settings, source: str, watermarks: 
         frame = read_delta(spark, location, version).where(F.col("_ingested_at") > since)
         if bronze.name.endswith("_stream"):
             frame = frame.where(F.col("_ingested_at") <= F.lit(started - STREAM_GRACE).cast("timestamp"))
-        stats = frame.agg(F.count(F.lit(1)).alias("n"), F.max("_ingested_at").alias("w"),
-                          F.min("ingest_date").alias("first")).first()
-        if stats.n:
-            slices.append(_Slice(bronze.name, version, stats.w.replace(tzinfo=UTC), stats.first, stats.n,
-                                 _bronze_columns(frame, source)))
+        frame = _bronze_columns(frame, source)
+        profile = bronze_profile(frame, source, SOURCE_SCHEMAS[source]).first()
+        if profile.rows:
+            slices.append(_Slice(bronze.name, version, profile, frame))
     return slices
 
 
@@ -243,18 +250,20 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
     keys = SILVER_KEYS[source]
     standardized = repeated = batch = None
     try:
-        now, first_date = datetime.now(UTC), min(s.first_ingest_date for s in slices)
-        # Read twice (drift, then standardize) rather than cached: a pass over the Delta files costs
-        # less than building an in-memory copy of every bronze row.
-        drift = schema_drift(bronze, source, SOURCE_SCHEMAS[source]).collect()
-        for d in drift:
-            log.warning("schema drift", extra={"source": source, "kind": d.kind, "column": d.column, "rows": d.rows})
-        ops.drift.extend((run_id, source, d.kind, d.column, d.rows, first_date, now) for d in drift)
+        now, first_date = datetime.now(UTC), min(s.profile.first_ingest_date for s in slices)
+        # The slices' profiles found the missing columns; only rescued fields need a pass over the rows.
+        rescued = (rescued_fields(bronze).collect() if any(s.profile.rescued_rows for s in slices) else [])
+        drift = ([("new_field", r.column, r.rows) for r in rescued]
+                 + [("missing_column", column, rows) for column, rows in missing_columns([s.profile for s in slices])])
+        for kind, column, rows in drift:
+            log.warning("schema drift", extra={"source": source, "kind": kind, "column": column, "rows": rows})
+        ops.drift.extend((run_id, source, kind, column, rows, first_date, now) for kind, column, rows in drift)
 
         refs = References(fx=_silver(spark, settings, "fx_rates"), zones=_silver(spark, settings, "shipping_zones"))
         standardized = standardize(source, bronze, refs).persist()
         repeated = repeated_keys(standardized, keys).persist()
-        if repeated.count() <= BROADCAST_KEYS:
+        # A batch of n rows repeats at most n / 2 keys: only a bigger batch needs to count them.
+        if sum(s.rows for s in slices) <= 2 * BROADCAST_KEYS or repeated.count() <= BROADCAST_KEYS:
             # Cheap to recompute from the cached rows for each pass below: no copy of the batch.
             batch = latest_per_key(standardized, keys, repeated)
         else:

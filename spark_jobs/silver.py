@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -237,23 +237,34 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def schema_drift(bronze: DataFrame, source: str, declared: StructType) -> DataFrame:
-    """Schema changes a bronze batch shows: `new_field` per field rescued in `_rescued_data`, and
-    `missing_column` per declared column (other than `OPTIONAL_COLUMNS`) that is null in every row.
-
-    Grain: one row per (kind, column), with the number of rows concerned.
+def bronze_profile(bronze: DataFrame, source: str, declared: StructType) -> DataFrame:
+    """What promotion needs to know of a bronze slice, in one pass: `rows`, the latest `_ingested_at`
+    (`watermark`), the first `ingest_date`, `rescued_rows` (rows with unexpected fields) and `present`,
+    per declared column (other than `OPTIONAL_COLUMNS`) its non-null count. Grain: one row.
     """
-    rescued = (bronze.where(F.col("_rescued_data").isNotNull())
-               .select(F.explode(F.map_keys(F.from_json("_rescued_data", "map<string,string>"))).alias("column"))
-               .groupBy("column").count()
-               .select(F.lit("new_field").alias("kind"), "column", F.col("count").alias("rows")))
     checked = [f.name for f in declared.fields if f.name not in OPTIONAL_COLUMNS.get(source, ())]
-    present = bronze.agg(F.count(F.lit(1)).alias("_rows"), *[F.count(c).alias(c) for c in checked])
-    missing = present.select("_rows", F.explode(F.array(*[
-        F.when(F.col(c) == 0, F.lit(c)) for c in checked])).alias("column")).where(
-        F.col("column").isNotNull() & (F.col("_rows") > 0)).select(
-        F.lit("missing_column").alias("kind"), "column", F.col("_rows").cast("long").alias("rows"))
-    return rescued.unionByName(missing)
+    return bronze.agg(
+        F.count(F.lit(1)).alias("rows"), F.max("_ingested_at").alias("watermark"),
+        F.min("ingest_date").alias("first_ingest_date"), F.count("_rescued_data").alias("rescued_rows"),
+        F.struct(*[F.count(c).alias(c) for c in checked]).alias("present"))
+
+
+def missing_columns(profiles: list[Row]) -> list[tuple[str, int]]:
+    """Schema drift `missing_column`: the checked columns null in every row of the `bronze_profile`s
+    of one batch, each with the batch's rows. Grain: one item per such column."""
+    rows = sum(p.rows for p in profiles)
+    if not rows:
+        return []
+    present = [p.present.asDict() for p in profiles]
+    return [(column, rows) for column in present[0] if not sum(p[column] for p in present)]
+
+
+def rescued_fields(bronze: DataFrame) -> DataFrame:
+    """Schema drift `new_field`: the fields rescued in `_rescued_data`. Grain: one row per field (`column`),
+    with the number of rows that sent it (`rows`)."""
+    return (bronze.where(F.col("_rescued_data").isNotNull())
+            .select(F.explode(F.map_keys(F.from_json("_rescued_data", "map<string,string>"))).alias("column"))
+            .groupBy("column").agg(F.count(F.lit(1)).alias("rows")))
 
 
 def split_by_rules(frame: DataFrame, failed_rules: Column) -> tuple[DataFrame, DataFrame]:

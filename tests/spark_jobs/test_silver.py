@@ -14,11 +14,13 @@ from lakehouse.schemas.landing import LANDING_SCHEMAS
 from lakehouse.schemas.silver import SILVER_SCHEMAS
 from spark_jobs.silver import (
     References,
+    bronze_profile,
     canonical_sku,
     key_hash,
     latest_per_key,
+    missing_columns,
     repeated_keys,
-    schema_drift,
+    rescued_fields,
     split_by_rules,
     standardize,
     to_cm,
@@ -171,15 +173,26 @@ def test_repeated_keys_spare_the_sort_and_give_the_same_rows(spark):
         assertDataFrameEqual(ranked.select(*keys, "quantity"), expected)
 
 
-def test_schema_drift_names_rescued_fields_and_declared_columns_that_never_came(spark):
+def test_a_bronze_profile_finds_rescued_fields_and_declared_columns_that_never_came(spark):
     product = {"sku": "SKU-000001", "product_name": "Kettle", "category": "kitchen", "weight": 1.0,
                "weight_unit": "kg", "length": 1.0, "width": 1.0, "height": 1.0, "dim_unit": "cm", "list_price": 9.0,
                "currency": "USD", "launch_date": date(2026, 1, 1)}  # no brand; map_price is optional
     bronze = bronze_frame(spark, "products", [(product, '{"color":"red"}', T0, date(2026, 8, 2)),
-                                         (product, None, T0, date(2026, 8, 2))])
+                                         (product, None, T1, date(2026, 8, 4))])
+    checked = [f.name for f in LANDING_SCHEMAS["products"].fields if f.name != "map_price"]
 
-    assertDataFrameEqual(schema_drift(bronze, "products", LANDING_SCHEMAS["products"]), [
-        Row("new_field", "color", 1), Row("missing_column", "brand", 2)])
+    profile = bronze_profile(bronze, "products", LANDING_SCHEMAS["products"])
+
+    assertDataFrameEqual(profile, [Row(rows=2, watermark=T1, first_ingest_date=date(2026, 8, 2), rescued_rows=1,
+                                       present=Row(**{c: 0 if c == "brand" else 2 for c in checked}))])
+    assert missing_columns(profile.collect()) == [("brand", 2)]
+    assertDataFrameEqual(rescued_fields(bronze), [Row(column="color", rows=1)])
+
+
+def test_a_column_sent_in_one_slice_of_a_batch_is_not_missing(spark):
+    first = Row(rows=3, present=Row(sku=3, brand=0))
+    assert missing_columns([first, Row(rows=2, present=Row(sku=2, brand=1))]) == []
+    assert missing_columns([first, Row(rows=2, present=Row(sku=2, brand=0))]) == [("brand", 5)]
 
 
 def test_drop_rules_split_rows_and_name_every_rule_a_row_fails(spark):
