@@ -12,9 +12,11 @@ rule that does not.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import reduce
 from typing import Any
 
 import great_expectations.expectations as gxe
@@ -72,7 +74,14 @@ class Rule:
         return _UNEXPECTED[self.expectation](F.col(self.kwargs["column"]), self.kwargs)
 
 
+def fails_a_drop_rule(rules: tuple[Rule, ...]) -> Column:
+    """True for a row that fails any `drop` rule (a plain predicate: cheap to test on every row)."""
+    return reduce(operator.or_, [r.unexpected() for r in rules if r.severity is Severity.DROP], F.lit(False))
+
+
 def failed_drop_rules(rules: tuple[Rule, ...]) -> Column:
-    """The names of the `drop` rules a row fails, as an array (empty when it passes them all)."""
+    """The names of the `drop` rules a row fails, as an array (empty when it passes them all).
+
+    `array_compact` runs interpreted, not compiled: build it for the rows `fails_a_drop_rule` selects."""
     names = [F.when(r.unexpected(), F.lit(r.name)) for r in rules if r.severity is Severity.DROP]
     return F.array_compact(F.array(*names)) if names else F.array().cast("array<string>")

@@ -115,10 +115,11 @@ class _Gated:
 
 
 def _gate(gate: QualityGate, name: str, frame: DataFrame, run_id: str) -> _Gated:
-    from expectations.rules import failed_drop_rules
+    from expectations.rules import failed_drop_rules, fails_a_drop_rule
 
     results = gate.validate(name, frame)
-    kept, dropped = split_by_rules(frame, failed_drop_rules(gate.suites[name]))
+    rules = gate.suites[name]
+    kept, dropped = split_by_rules(frame, fails_a_drop_rule(rules), failed_drop_rules(rules))
     return _Gated(kept, quarantine_rows(dropped, name, GOLD_KEYS[name], run_id), results)
 
 

@@ -267,14 +267,13 @@ def rescued_fields(bronze: DataFrame) -> DataFrame:
             .groupBy("column").agg(F.count(F.lit(1)).alias("rows")))
 
 
-def split_by_rules(frame: DataFrame, failed_rules: Column) -> tuple[DataFrame, DataFrame]:
+def split_by_rules(frame: DataFrame, fails: Column, failed_rules: Column) -> tuple[DataFrame, DataFrame]:
     """(rows that pass every drop rule, rows that fail one with `failed_rules`: the rules' names).
 
-    `failed_rules` is `expectations.rules.failed_drop_rules(...)`. Grain: the input's, split in two.
+    `fails` and `failed_rules` are `expectations.rules.fails_a_drop_rule` and `failed_drop_rules` of the
+    same rules. Grain: the input's, split in two.
     """
-    flagged = frame.withColumn("failed_rules", failed_rules)
-    return (flagged.where(F.size("failed_rules") == 0).drop("failed_rules"),
-            flagged.where(F.size("failed_rules") > 0))
+    return frame.where(~fails), frame.where(fails).withColumn("failed_rules", failed_rules)
 
 
 def quarantine_rows(dropped: DataFrame, source: str, keys: tuple[str, ...], run_id: str) -> DataFrame:
