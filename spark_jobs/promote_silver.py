@@ -206,7 +206,7 @@ def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Tab
     if not delta_exists(spark, location):
         # Shuffled by partition value before writing, so each partition gets one file instead of a small file
         # from every task (thousands, for transactions' zone x date). Delta's optimized write would run a task
-        # per partition value: 800 tasks of about 1,300 rows for transactions, half as fast. An unpartitioned
+        # per partition value: 679 tasks of about 1,600 rows for transactions, half as fast. An unpartitioned
         # table takes the optimized write: a few full files.
         writer = (rows.repartition(*target.partition_by).write.partitionBy(*target.partition_by)
                   if target.partition_by else rows.write.option("optimizeWrite", "true"))
