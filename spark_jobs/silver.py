@@ -202,7 +202,8 @@ def repeated_keys(frame: DataFrame, keys: tuple[str, ...]) -> DataFrame:
     """The `key_hash`es that occur more than once in `frame`. Grain: one row per such hash (`_key_hash`).
 
     Every repeated key is among them; a hash shared by distinct keys only means a few more rows are ranked.
-    Grouping and joining on one long costs far less than on the key's strings (13.6M event ids here).
+    Grouping and joining on one long costs about a third less than on the key's strings (13.6M event ids: 8.1 s
+    against 12.7-14.0 s).
     """
     return (frame.groupBy(key_hash(keys).alias("_key_hash")).agg(F.count(F.lit(1)).alias("_rows"))
             .where("_rows > 1").select("_key_hash"))
