@@ -74,14 +74,12 @@ class Rule:
         return _UNEXPECTED[self.expectation](F.col(self.kwargs["column"]), self.kwargs)
 
 
-def fails_a_drop_rule(rules: tuple[Rule, ...]) -> Column:
-    """True for a row that fails any `drop` rule (a plain predicate: cheap to test on every row)."""
-    return reduce(operator.or_, [r.unexpected() for r in rules if r.severity is Severity.DROP], F.lit(False))
+def drop_rule_checks(rules: tuple[Rule, ...]) -> tuple[Column, Column]:
+    """(true for a row that fails any `drop` rule, the names of the `drop` rules it fails as an array).
 
-
-def failed_drop_rules(rules: tuple[Rule, ...]) -> Column:
-    """The names of the `drop` rules a row fails, as an array (empty when it passes them all).
-
-    `array_compact` runs interpreted, not compiled: build it for the rows `fails_a_drop_rule` selects."""
-    names = [F.when(r.unexpected(), F.lit(r.name)) for r in rules if r.severity is Severity.DROP]
-    return F.array_compact(F.array(*names)) if names else F.array().cast("array<string>")
+    The first is a plain predicate, cheap to test on every row; the second's `array_compact` runs
+    interpreted, not compiled, so build it only for the rows the first selects."""
+    drop = [r for r in rules if r.severity is Severity.DROP]
+    names = [F.when(r.unexpected(), F.lit(r.name)) for r in drop]
+    return (reduce(operator.or_, [r.unexpected() for r in drop], F.lit(False)),
+            F.array_compact(F.array(*names)) if names else F.array().cast("array<string>"))

@@ -115,11 +115,10 @@ class _Gated:
 
 
 def _gate(gate: QualityGate, name: str, frame: DataFrame, run_id: str) -> _Gated:
-    from expectations.rules import failed_drop_rules, fails_a_drop_rule
+    from expectations.rules import drop_rule_checks
 
     results = gate.validate(name, frame)
-    rules = gate.suites[name]
-    kept, dropped = split_by_rules(frame, fails_a_drop_rule(rules), failed_drop_rules(rules))
+    kept, dropped = split_by_rules(frame, *drop_rule_checks(gate.suites[name]))
     return _Gated(kept, quarantine_rows(dropped, name, GOLD_KEYS[name], run_id), results)
 
 

@@ -239,7 +239,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
     Drift, rule results and the new watermark are added to `ops`; the watermark only once silver is written.
     """
     from expectations.gate import QualityGateError, gate_failures
-    from expectations.rules import Severity, failed_drop_rules, fails_a_drop_rule
+    from expectations.rules import Severity, drop_rule_checks
     from expectations.suites import SUITES
 
     slices = _new_rows(spark, settings, source, watermarks, started)
@@ -279,7 +279,7 @@ def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, s
         if failures:
             raise QualityGateError(failures)
 
-        kept, dropped = split_by_rules(batch, fails_a_drop_rule(SUITES[source]), failed_drop_rules(SUITES[source]))
+        kept, dropped = split_by_rules(batch, *drop_rule_checks(SUITES[source]))
         n_quarantined = 0
         # GE counted each drop rule's rows: the quarantine costs a pass over the batch only when one found some.
         if any(r.rule.severity is Severity.DROP and r.unexpected_count != 0 for r in results):

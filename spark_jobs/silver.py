@@ -271,8 +271,7 @@ def rescued_fields(bronze: DataFrame) -> DataFrame:
 def split_by_rules(frame: DataFrame, fails: Column, failed_rules: Column) -> tuple[DataFrame, DataFrame]:
     """(rows that pass every drop rule, rows that fail one with `failed_rules`: the rules' names).
 
-    `fails` and `failed_rules` are `expectations.rules.fails_a_drop_rule` and `failed_drop_rules` of the
-    same rules. Grain: the input's, split in two.
+    `fails` and `failed_rules` are `expectations.rules.drop_rule_checks(...)`. Grain: the input's, split in two.
     """
     return frame.where(~fails), frame.where(fails).withColumn("failed_rules", failed_rules)
 

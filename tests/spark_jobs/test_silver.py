@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from silver_helpers import bronze_frame
 
-from expectations.rules import Rule, Severity, failed_drop_rules, fails_a_drop_rule
+from expectations.rules import Rule, Severity, drop_rule_checks
 from expectations.suites import SUITES
 from lakehouse.schemas.landing import LANDING_SCHEMAS
 from lakehouse.schemas.silver import SILVER_SCHEMAS
@@ -202,7 +202,7 @@ def test_drop_rules_split_rows_and_name_every_rule_a_row_fails(spark):
     frame = spark.createDataFrame([("a", 1, 2.0), ("b", -1, 2.0), ("c", -2, None), ("d", None, 1.0)],
                                   "event_id string, quantity int, unit_price_paid double")
 
-    kept, dropped = split_by_rules(frame, fails_a_drop_rule(rules), failed_drop_rules(rules))
+    kept, dropped = split_by_rules(frame, *drop_rule_checks(rules))
 
     assertDataFrameEqual(kept, [Row("a", 1, 2.0), Row("d", None, 1.0)])
     assertDataFrameEqual(dropped, [Row("b", -1, 2.0, ["qty_positive"]),
