@@ -109,6 +109,16 @@ def create_bronze_views(con: duckdb.DuckDBPyConnection, locations: dict[str, str
     return files
 
 
+def copy_bronze(con: duckdb.DuckDBPyConnection, out: Path, partitions: dict[str, Sequence[str]]) -> None:
+    """Every `bronze_<source>` view, with no transform, into Parquet files under `out/<source>`, partitioned
+    (hive-style folders) by `partitions[source]`. Grain: bronze's, one row per bronze row."""
+    for source, columns in partitions.items():
+        (out / source).mkdir(parents=True)
+        by = f", PARTITION_BY ({', '.join(quoted(c) for c in columns)})" if columns else ""
+        target = out / source if columns else out / source / "data.parquet"
+        con.execute(f"COPY bronze_{source} TO {literal(str(target))} (FORMAT parquet{by})")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Quality rules -> SQL (as expectations.rules translates them to Spark predicates)
 

@@ -149,7 +149,7 @@ def _watermarks(spark: SparkSession, settings: Settings) -> dict[str, datetime]:
     return {r.bronze_table: r.w.replace(tzinfo=UTC) for r in rows}
 
 
-def _bronze_columns(frame: DataFrame, source: str) -> DataFrame:
+def bronze_columns(frame: DataFrame, source: str) -> DataFrame:
     """Declared columns, `_rescued_data` and lineage; a declared column the table lacks comes as null
     (and shows up as schema drift) instead of failing the read."""
     declared = SOURCE_SCHEMAS[source]
@@ -171,7 +171,7 @@ def _new_rows(spark: SparkSession, settings: Settings, source: str, watermarks: 
         frame = read_delta(spark, location, version).where(F.col("_ingested_at") > since)
         if bronze.name.endswith("_stream"):
             frame = frame.where(F.col("_ingested_at") <= F.lit(started - STREAM_GRACE).cast("timestamp"))
-        frame = _bronze_columns(frame, source)
+        frame = bronze_columns(frame, source)
         profile = bronze_profile(frame, source, SOURCE_SCHEMAS[source]).first()
         if profile.rows:
             slices.append(_Slice(bronze.name, version, profile, frame))

@@ -15,6 +15,8 @@ from bench.silver_gold import (
     SOURCES,
     bronze_locations,
     compare_outputs,
+    copy_bronze,
+    copy_partitions,
     profile_differences,
     records,
     table_profile,
@@ -25,6 +27,7 @@ from lakehouse.delta import read_delta
 from lakehouse.schemas.gold import GOLD_SCHEMAS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
+from spark_jobs.promote_silver import bronze_columns
 
 TINY = dict(skus=100, days=4, scale=0.1)
 # Ingest, silver and gold of nine sources with their Great Expectations suites: minutes on a loaded machine.
@@ -75,6 +78,23 @@ def test_the_comparison_of_the_outputs_finds_them_equal(both_sides):
     compared = compare_outputs(con, own.lake_root)
     assert sorted(compared) == sorted([*(f"silver.{s}" for s in SOURCES), *(f"gold.{g}" for g in GOLD_TABLES)])
     assert {name: c["differences"] for name, c in compared.items() if c["differences"]} == {}
+
+
+def test_both_bare_copies_hold_every_bronze_row_partitioned_by_ingest_date_where_silver_is(spark, both_sides,
+                                                                                           tmp_path):
+    own, con, _ = both_sides
+    copy_bronze(spark, own, tmp_path / "spark")
+    duck.copy_bronze(con, tmp_path / "duckdb", {s: copy_partitions(s) for s in SOURCES})
+    for source in SOURCES:
+        bronze = bronze_columns(read_delta(spark, table(f"bronze.{source}").location(own)), source)
+        assertDataFrameEqual(read_delta(spark, str(tmp_path / "spark" / source)), bronze)
+        assert spark.read.parquet(str(tmp_path / "duckdb" / source)).count() == bronze.count(), source
+    assert [copy_partitions(s) for s in ("clickstream", "transactions", "products", "customers")] == [
+        ("ingest_date",), ("ingest_date",), ("ingest_date",), ()]
+    clickstream = read_delta(spark, table("bronze.clickstream").location(own))
+    days = {f"ingest_date={r.ingest_date}" for r in clickstream.select("ingest_date").distinct().collect()}
+    assert {p.name for p in (tmp_path / "duckdb" / "clickstream").iterdir()} == days
+    assert {p.name for p in (tmp_path / "spark" / "clickstream").iterdir()} == days | {"_delta_log"}
 
 
 def test_active_files_replay_adds_and_removes(tmp_path):
@@ -143,18 +163,23 @@ def test_profiles_differ_on_rows_counts_and_sums_beyond_the_tolerance():
 
 def _timings(**overrides) -> dict:
     return {"timings": {"session_start": 10.0, "trivial_silver": 20.0, "trivial_gold": 10.0, "silver": 100.0,
-                        "gold": 50.0, **overrides}}
+                        "gold": 50.0, "copy_trivial": 5.0, "copy": 45.0, **overrides}}
+
+
+DUCK = {"seconds": {"silver": 40.0, "gold": 20.0, "copy": 20.0}}
 
 
 def test_records_compare_spark_without_its_start_up_with_duckdb():
     equal = {"gold.pricing_daily": {"differences": []}}
-    wall, ratio = records(_timings(), {"seconds": {"silver": 40.0, "gold": 20.0}}, equal, {"scale": 12})
+    wall, ratio, floor = records(_timings(), DUCK, equal, {"scale": 12})
     assert (wall.name, wall.value, wall.reference_value, wall.meets_target) == ("silver_gold_wall_s", 160.0, 60.0, True)
     assert (ratio.name, ratio.value, ratio.reference_value, ratio.ratio, ratio.meets_target) == (
         "silver_gold_spark_vs_duckdb", 120.0, 60.0, 2.0, True)
+    assert (floor.name, floor.value, floor.reference_value, floor.ratio, floor.meets_target) == (
+        "silver_gold_copy_floor", 40.0, 20.0, 2.0, True)
     assert ratio.details["spark_startup_s"] == 40.0 and ratio.details["outputs_equal"] is True
-    slow = records(_timings(silver=200.0), {"seconds": {"silver": 40.0, "gold": 20.0}}, equal, {})
-    assert [(r.value, r.meets_target) for r in slow] == [(260.0, False), (220.0, False)]
+    slow = records(_timings(silver=200.0, copy=65.0), DUCK, equal, {})
+    assert [(r.value, r.meets_target) for r in slow] == [(260.0, False), (220.0, False), (60.0, False)]
     differing = {"gold.pricing_daily": {"differences": ["rows 1 != 2"]}}
-    assert [r.meets_target for r in records(_timings(), {"seconds": {"silver": 40.0, "gold": 20.0}}, differing,
-                                            {})] == [False, False]
+    # The floor compares two copies of bronze, not the pipelines' outputs.
+    assert [r.meets_target for r in records(_timings(), DUCK, differing, {})] == [False, False, True]
