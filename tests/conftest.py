@@ -63,7 +63,15 @@ def _wants_integration(config: pytest.Config) -> bool:
     return "not integration" not in (config.getoption("markexpr") or "")
 
 
+def _interrupted(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A test run stopped with SIGTERM (a CI time-out, `kill`) unwinds as after Ctrl-C: pytest tears the
+    # session's fixtures down and unconfigures, so the broker, MLflow and the other servers stop too.
+    # Python's default for SIGTERM ends the process at once and leaves them running.
+    signal.signal(signal.SIGTERM, _interrupted)
     # Kafka and MLflow take tens of seconds to come up: launch them now, so that they start while the
     # Spark tests run, and let the `stack` fixture wait for their health.
     if _wants_integration(config):
