@@ -136,16 +136,13 @@ def copy_partitions(source: str) -> tuple[str, ...]:
 
 def copy_bronze(spark, lake: Settings, out: Path) -> None:
     """Every bronze table of `lake` into a Delta table under `out`: the columns silver reads from bronze, with
-    no transform, written as a first silver write is (`spark_jobs.promote_silver._merge`). Grain: bronze's."""
+    no transform, written as a first silver write is (`spark_jobs.promote_silver.first_write`). Grain: bronze's."""
     from lakehouse.delta import read_delta
-    from spark_jobs.promote_silver import bronze_columns
+    from spark_jobs.promote_silver import bronze_columns, first_write
 
     for source in SOURCES:
         rows = bronze_columns(read_delta(spark, table(f"bronze.{source}").location(lake)), source)
-        columns = copy_partitions(source)
-        writer = (rows.repartition(*columns).write.partitionBy(*columns) if columns
-                  else rows.write.option("optimizeWrite", "true"))
-        writer.format("delta").save(str(out / source))
+        first_write(rows, copy_partitions(source)).format("delta").save(str(out / source))
 
 
 def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file: str) -> None:

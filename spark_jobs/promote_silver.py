@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -196,6 +196,18 @@ class _OpsRecords:
                 rows.clear()
 
 
+def first_write(rows: DataFrame, partition_by: tuple[str, ...]) -> DataFrameWriter:
+    """The writer of a table's first version, partitioned by `partition_by`: one file per partition value.
+
+    Shuffled by partition value before writing, so each partition gets one file instead of a small file
+    from every task (thousands, for transactions' zone x date). Delta's optimized write would run a task
+    per partition value: 679 tasks of about 1,600 rows for transactions, half as fast. An unpartitioned
+    table takes the optimized write: a few full files."""
+    if partition_by:
+        return rows.repartition(*partition_by).write.partitionBy(*partition_by)
+    return rows.write.option("optimizeWrite", "true")
+
+
 def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Table, keys: tuple[str, ...],
            newer: str | None) -> None:
     """Upsert `rows` into `target` by `keys`; `newer` is the condition under which a match is updated.
@@ -204,13 +216,7 @@ def _merge(spark: SparkSession, settings: Settings, rows: DataFrame, target: Tab
     the MERGE rewrites only those partitions (a late row's old date is among them)."""
     location = target.location(settings)
     if not delta_exists(spark, location):
-        # Shuffled by partition value before writing, so each partition gets one file instead of a small file
-        # from every task (thousands, for transactions' zone x date). Delta's optimized write would run a task
-        # per partition value: 679 tasks of about 1,600 rows for transactions, half as fast. An unpartitioned
-        # table takes the optimized write: a few full files.
-        writer = (rows.repartition(*target.partition_by).write.partitionBy(*target.partition_by)
-                  if target.partition_by else rows.write.option("optimizeWrite", "true"))
-        writer.format("delta").options(**target.creation_options).save(location)
+        first_write(rows, target.partition_by).format("delta").options(**target.creation_options).save(location)
         return
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     schema = {f.name: f.dataType for f in rows.schema.fields}

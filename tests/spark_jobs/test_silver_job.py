@@ -169,3 +169,15 @@ def test_a_failing_fail_rule_stops_the_promotion_and_leaves_silver_unchanged(spa
     assert sorted(read_delta(spark, location).collect()) == rows
     monkeypatch.setattr(promote_silver, "get_settings", lambda: own)
     assert promote_silver.main(argparse.Namespace(source=["fx_rates"])) == 2
+
+
+def test_a_first_write_gives_each_partition_value_one_file(spark, tmp_path):
+    # Eight rows over four input partitions: a plain partitioned write would leave a file per task and value.
+    rows = spark.createDataFrame([(i, "a" if i % 2 else "b") for i in range(8)], "n int, day string").repartition(4)
+    promote_silver.first_write(rows, ("day",)).format("delta").save(str(tmp_path / "partitioned"))
+    files = sorted(p.relative_to(tmp_path / "partitioned").parts[0]
+                   for p in (tmp_path / "partitioned").rglob("*.parquet"))
+    assert files == ["day=a", "day=b"]
+    promote_silver.first_write(rows, ()).format("delta").save(str(tmp_path / "unpartitioned"))
+    assertDataFrameEqual(read_delta(spark, str(tmp_path / "unpartitioned")), rows)
+    assertDataFrameEqual(read_delta(spark, str(tmp_path / "partitioned")), rows)
