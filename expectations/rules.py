@@ -79,7 +79,7 @@ def drop_rule_checks(rules: tuple[Rule, ...]) -> tuple[Column, Column]:
 
     The first is a plain predicate, cheap to test on every row; the second's `array_compact` runs
     interpreted, not compiled, so build it only for the rows the first selects."""
-    drop = [r for r in rules if r.severity is Severity.DROP]
-    names = [F.when(r.unexpected(), F.lit(r.name)) for r in drop]
-    return (reduce(operator.or_, [r.unexpected() for r in drop], F.lit(False)),
+    failing = {r.name: r.unexpected() for r in rules if r.severity is Severity.DROP}
+    names = [F.when(fails, F.lit(name)) for name, fails in failing.items()]
+    return (reduce(operator.or_, failing.values(), F.lit(False)),
             F.array_compact(F.array(*names)) if names else F.array().cast("array<string>"))
