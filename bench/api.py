@@ -104,9 +104,9 @@ def build_lake(pool_file: str) -> None:
     and write the latest pricing features of every priced SKU to `pool_file` (JSON records)."""
     from lakehouse.delta import read_delta
     from lakehouse.log import configure_logging
-    from lakehouse.pipeline import run_pipeline
     from lakehouse.spark import get_spark
     from lakehouse.tables import table
+    from orchestration.runner import run_pipeline
     from simulator.config import SimConfig
     from simulator.generate import generate
 
@@ -128,7 +128,7 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 @contextmanager
 def _process(name: str, command: list[str], env: dict[str, str], log_file: Path) -> Iterator[subprocess.Popen]:
     """Run `command` in its own process group, output to `log_file`; the whole group is stopped on exit."""
-    from lakehouse.stack import _stop_group
+    from orchestration.stack import _stop_group
 
     with log_file.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -385,7 +385,7 @@ def _measure(targets: list[Target], duration_s: float) -> dict[str, Sample]:
 def run(scale: float) -> list[BenchRecord]:
     import httpx
 
-    from lakehouse.stack import Stack, _child_env
+    from orchestration.stack import Stack, _child_env
     from training.registry import CHAMPION, PRICING_MODEL
 
     # httpx logs every request at INFO: the readiness polls and the one-off checks would flood the log.

@@ -6,7 +6,7 @@ events), ingested once into bronze and cached under `bench/.data/silver_gold/` (
 not timed). A trivial market (`TRIVIAL`) is cached beside it for the start-up measurement.
 
 Spark, in a child process (a cold JVM, as a scheduled job has): start the session, run silver
-(`spark_jobs.promote_silver.run`) and gold (`spark_jobs.gold.run`) on the trivial bronze — that time,
+(`spark_jobs.silver.run`) and gold (`spark_jobs.gold.run`) on the trivial bronze — that time,
 session included, is the fixed start-up — then the same two jobs on the bench bronze, each in a lake of
 its own whose bronze folder links to the cache. Wall time = session start + bench silver + bench gold.
 DuckDB, in this process and before Spark: `silver_gold_duckdb.run` over the same bronze files into a
@@ -37,6 +37,7 @@ from pathlib import Path
 
 from bench.results import BenchRecord
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
+from lakehouse.sources import LANDING_SOURCES
 from lakehouse.tables import table
 from simulator.cli import BENCH_SCALE
 from simulator.config import SimConfig
@@ -45,9 +46,8 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = REPO_ROOT / "bench" / ".data" / "silver_gold"
 TRIVIAL = SimConfig(skus=100, days=2, scale=0.05)
-# Bronze sources of the batch landing zone (the decision log arrives only through Kafka).
-SOURCES = ("fx_rates", "shipping_zones", "shipping_rates", "products", "suppliers", "market_prices", "customers",
-           "transactions", "clickstream")
+# Bronze sources of the batch landing zone (the decision log arrives only through Kafka), in promotion order.
+SOURCES = tuple(LANDING_SOURCES)
 GOLD_TABLES = ("pricing_daily", "pricing_features", "shipping_features")
 LAYERS = ("silver", "gold")
 TARGET_WALL_S, TARGET_RATIO = 180.0, 2.0
@@ -135,14 +135,17 @@ def copy_partitions(source: str) -> tuple[str, ...]:
 
 
 def copy_bronze(spark, lake: Settings, out: Path) -> None:
-    """Every bronze table of `lake` into a Delta table under `out`: the columns silver reads from bronze, with
-    no transform, written as a first silver write is (`spark_jobs.promote_silver.first_write`). Grain: bronze's."""
-    from lakehouse.delta import read_delta
-    from spark_jobs.promote_silver import bronze_columns, first_write
+    """Every bronze table of `lake` into a Delta table `out/<source>`: the columns silver reads from bronze,
+    with no transform, written as a first silver write is (`lakehouse.delta.create`). Grain: bronze's."""
+    from lakehouse import delta
+    from lakehouse.tables import Table
+    from spark_jobs.silver import bronze_columns
 
+    # A table's location is <storage root>/<layer>/<name>: the copies are the "layer" named like `out`.
+    copies = lake.model_copy(update={"storage_root": str(out.parent)})
     for source in SOURCES:
-        rows = bronze_columns(read_delta(spark, table(f"bronze.{source}").location(lake)), source)
-        first_write(rows, copy_partitions(source)).format("delta").save(str(out / source))
+        rows = bronze_columns(delta.read_delta(spark, table(f"bronze.{source}").location(lake)), source)
+        delta.create(rows, Table(f"{out.name}.{source}", copy_partitions(source), "bench", "bare copy"), copies)
 
 
 def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file: str) -> None:
@@ -150,7 +153,8 @@ def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file:
     then the bare copies; the timings go to `out_file` (JSON), the lakes stay in `work_dir` for the comparison."""
     from lakehouse.log import configure_logging
     from lakehouse.spark import get_spark
-    from spark_jobs import gold, promote_silver
+    from spark_jobs import gold
+    from spark_jobs import silver as silver_job
 
     configure_logging()
     root = Path(work_dir)
@@ -171,10 +175,10 @@ def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file:
         spark = get_spark("bench-silver-gold", bench.model_copy(update=SPARK_SESSION))
 
     timed("session_start", start)
-    timed("trivial_silver", lambda: promote_silver.run(spark, trivial))
+    timed("trivial_silver", lambda: silver_job.run(spark, trivial))
     timed("trivial_gold", lambda: gold.run(spark, trivial, force=True))
     log.info("spark: bench silver (minutes)")
-    timed("silver", lambda: promote_silver.run(spark, bench))
+    timed("silver", lambda: silver_job.run(spark, bench))
     timed("gold", lambda: gold.run(spark, bench, force=True))
     timed("copy_trivial", lambda: copy_bronze(spark, trivial, root / "spark-copy-trivial"))
     timed("copy", lambda: copy_bronze(spark, bench, root / "spark-copy"))

@@ -1,4 +1,4 @@
-"""The silver and gold transforms of `spark_jobs.silver`, `spark_jobs.gold` and `features/`, in DuckDB SQL.
+"""The silver and gold transforms of `transforms.standardize`, `spark_jobs.gold` and `features/`, in DuckDB SQL.
 
 The reference side of the silver+gold benchmark (bench/silver_gold.py): the same work on the same bronze
 Delta tables, so that the ratio compares equal work. Bronze is read as the Parquet files of the Delta
@@ -25,16 +25,24 @@ from typing import Any
 from urllib.parse import unquote
 
 import duckdb
-import great_expectations.expectations as gxe
 from pyspark.sql.types import DataType, StructType
 
-from expectations.rules import Rule, Severity
-from expectations.suites import GOLD_SUITES, SUITES
+from expectations.suites import GOLD_SUITES
+from lakehouse.quality import (
+    A_GREATER_THAN_B,
+    BETWEEN,
+    COMPOUND_UNIQUE,
+    IN_SET,
+    MATCHES,
+    NOT_NULL,
+    UNIQUE,
+    Rule,
+    Severity,
+)
 from lakehouse.schemas.gold import CONVERSION_WINDOWS, GOLD_KEYS, GOLD_SCHEMAS
-from lakehouse.schemas.landing import SOURCE_SCHEMAS
-from lakehouse.schemas.silver import PROMOTION_ORDER, SILVER_KEYS, SILVER_SCHEMAS
+from lakehouse.sources import PROMOTION_ORDER, SOURCES, SUITES
 
-# The bronze lineage columns silver keeps (spark_jobs.bronze.LINEAGE_COLUMNS plus `_rescued_data`).
+# The bronze lineage columns silver keeps (transforms.records.LINEAGE_COLUMNS plus `_rescued_data`).
 BRONZE_EXTRA = ("_rescued_data", "_source_file", "_batch_id", "_ingested_at", "ingest_date")
 _DUCK_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "int": "INTEGER", "bigint": "BIGINT", "date": "DATE",
                "timestamp": "TIMESTAMP", "boolean": "BOOLEAN", "array<string>": "VARCHAR[]"}
@@ -102,7 +110,7 @@ def create_bronze_views(con: duckdb.DuckDBPyConnection, locations: dict[str, str
             raise FileNotFoundError(f"bronze {source} at {location} has no data file")
         present = {name for (name,) in con.execute(f"SELECT DISTINCT name FROM parquet_schema({paths!r})").fetchall()}
         columns = [f"CAST({quoted(f.name) if f.name in present else 'NULL'} AS {duck_type(f.dataType)}) "
-                   f"AS {quoted(f.name)}" for f in SOURCE_SCHEMAS[source].fields]
+                   f"AS {quoted(f.name)}" for f in SOURCES[source].landing.fields]
         columns += [quoted(c) for c in BRONZE_EXTRA]
         con.execute(f"CREATE OR REPLACE VIEW bronze_{source} AS SELECT {', '.join(columns)} "
                     f"FROM read_parquet({paths!r}, union_by_name = true)")
@@ -133,11 +141,11 @@ def _between(column: str, kw: dict) -> str:
 
 
 _ROW_PREDICATES: dict[type, Callable[[str, dict], str]] = {
-    gxe.ExpectColumnValuesToNotBeNull: lambda c, kw: f"{c} IS NULL",
-    gxe.ExpectColumnValuesToBeBetween: _between,
-    gxe.ExpectColumnValuesToBeInSet: lambda c, kw: (
+    NOT_NULL: lambda c, kw: f"{c} IS NULL",
+    BETWEEN: _between,
+    IN_SET: lambda c, kw: (
         f"{c} IS NOT NULL AND {c} NOT IN ({', '.join(literal(v) for v in kw['value_set'])})"),
-    gxe.ExpectColumnValuesToMatchRegex: lambda c, kw: f"{c} IS NOT NULL AND NOT regexp_matches({c}, "
+    MATCHES: lambda c, kw: f"{c} IS NOT NULL AND NOT regexp_matches({c}, "
                                                       f"{literal(kw['regex'])})",
 }
 
@@ -145,7 +153,7 @@ _ROW_PREDICATES: dict[type, Callable[[str, dict], str]] = {
 def unexpected_sql(rule: Rule) -> str:
     """The SQL predicate true for the rows Great Expectations counts as unexpected for a row-level rule."""
     kw = dict(rule.kwargs)
-    if rule.expectation is gxe.ExpectColumnPairValuesAToBeGreaterThanB:
+    if rule.expectation == A_GREATER_THAN_B:
         a, b = quoted(kw["column_A"]), quoted(kw["column_B"])
         return f"{a} IS NOT NULL AND {b} IS NOT NULL AND NOT ({a} {'>=' if kw.get('or_equal') else '>'} {b})"
     return _ROW_PREDICATES[rule.expectation](quoted(kw["column"]), kw)
@@ -160,8 +168,8 @@ def _duplicated_rows(con: duckdb.DuckDBPyConnection, table: str, columns: Sequen
 
 def rule_counts(con: duckdb.DuckDBPyConnection, table: str, rules: Sequence[Rule]) -> dict[str, int]:
     """Unexpected rows of every rule on `table` (row-level rules in one scan; uniqueness by grouping)."""
-    unique = {gxe.ExpectColumnValuesToBeUnique: lambda kw: [kw["column"]],
-              gxe.ExpectCompoundColumnsToBeUnique: lambda kw: kw["column_list"]}
+    unique = {UNIQUE: lambda kw: [kw["column"]],
+              COMPOUND_UNIQUE: lambda kw: kw["column_list"]}
     row_level = [r for r in rules if r.expectation not in unique]
     counts = dict(zip([r.name for r in row_level], con.execute(
         f"SELECT {', '.join(f'count_if({unexpected_sql(r)})' for r in row_level)} FROM {table}").fetchone(),
@@ -283,7 +291,7 @@ def _with_columns(relation: str, columns: Sequence[str], exprs: dict[str, str]) 
 def standardized_sql(source: str) -> str:
     """Bronze rows of `source` -> its silver columns; one row per bronze row (duplicates still there)."""
     spec = STANDARDIZATIONS[source]
-    columns = [f.name for f in SOURCE_SCHEMAS[source].fields] + list(BRONZE_EXTRA)
+    columns = [f.name for f in SOURCES[source].landing.fields] + list(BRONZE_EXTRA)
     relation, columns = _with_columns(f"bronze_{source}", columns, spec.derive)
     relation, columns = _with_columns(relation, columns, spec.then)
     joins, extra = [], []
@@ -295,7 +303,7 @@ def standardized_sql(source: str) -> str:
                      f"AND (f.valid_to IS NULL OR s.{spec.on_date} < f.valid_to)")
         extra += [f"s.{a} * f.rate_to_usd AS {a}_usd" for a in spec.usd]
     joined = f"SELECT s.*{''.join(', ' + e for e in extra)} FROM {relation} s {' '.join(joins)}"
-    return conformed_sql(joined, SILVER_SCHEMAS[source])
+    return conformed_sql(joined, SOURCES[source].silver)
 
 
 def latest_per_key_sql(relation: str, keys: Sequence[str]) -> str:
@@ -314,9 +322,9 @@ def promote_silver(con: duckdb.DuckDBPyConnection, sources: Sequence[str],
     results = {}
     for source in (s for s in PROMOTION_ORDER if s in sources):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS "
-                    f"{latest_per_key_sql(standardized_sql(source), SILVER_KEYS[source])}")
-        results[source] = gate_and_split(con, "_batch", f"silver_{source}", SUITES[source], SILVER_KEYS[source],
-                                         "silver_quarantine", source, SILVER_SCHEMAS[source].fieldNames())
+                    f"{latest_per_key_sql(standardized_sql(source), SOURCES[source].key)}")
+        results[source] = gate_and_split(con, "_batch", f"silver_{source}", SUITES[source], SOURCES[source].key,
+                                         "silver_quarantine", source, SOURCES[source].silver.fieldNames())
         con.execute("DROP TABLE _batch")
         if source == "fx_rates":
             con.execute("CREATE OR REPLACE TEMP TABLE fx_periods AS SELECT currency, rate_date AS valid_from, "
@@ -344,7 +352,7 @@ def valid_on_sql(frame: str, on: str, history: str, keys: Sequence[str], valid_f
 
 
 def conformed_sql(relation: str, schema: StructType) -> str:
-    """The schema's columns, in its order and types (spark_jobs.silver.conform_to)."""
+    """The schema's columns, in its order and types (transforms.standardize.conform_to)."""
     columns = ", ".join(f"CAST({quoted(f.name)} AS {duck_type(f.dataType)}) AS {quoted(f.name)}" for f in schema.fields)
     return f"SELECT {columns} FROM ({relation})"
 

@@ -52,10 +52,10 @@ def _ingest_rate(spark, settings: Settings, sink: str) -> dict:
     """Drain the backlog with the available-now trigger. The sustained rate leaves out each query's
     first micro-batch, which pays one-off costs (Kafka consumers, code generation, a cold JIT), and so
     a query with a single batch; `whole_drain` has every batch."""
+    from lakehouse.streams import SHOPPER_STREAMS
     from streaming.bronze import StreamOptions, start
-    from streaming.topics import SOURCES
 
-    queries = start(spark, settings, list(SOURCES.values()),
+    queries = start(spark, settings, list(SHOPPER_STREAMS.values()),
                     StreamOptions(TRIGGER, MAX_OFFSETS, trigger="available-now", sink=sink))
     wall = time.monotonic()
     for query in queries:
@@ -87,17 +87,17 @@ def _latencies(spark, settings: Settings) -> dict:
     from pyspark.sql import functions as F
 
     from lakehouse.delta import read_delta
+    from lakehouse.streams import SHOPPER_STREAMS
     from streaming.bronze import StreamOptions, start
     from streaming.producer import produce
-    from streaming.topics import SOURCES
 
-    queries = start(spark, settings, list(SOURCES.values()), StreamOptions(TRIGGER, MAX_OFFSETS))
+    queries = start(spark, settings, list(SHOPPER_STREAMS.values()), StreamOptions(TRIGGER, MAX_OFFSETS))
     try:
         # A running stream's latency: the queries' start (their first, empty batch: Kafka consumers,
         # planning) is over before the first event; the rate run reports that one-off cost.
         _wait_until(lambda: all(query.recentProgress for query in queries), "the queries to finish a first batch", 0.2)
         produced = produce(settings, duration_s=LATENCY_SECONDS, rate=LATENCY_RATE)
-        locations = [s.bronze.location(settings) for s in SOURCES.values()]
+        locations = [s.bronze.location(settings) for s in SHOPPER_STREAMS.values()]
         _wait_until(lambda: sum(read_delta(spark, loc).count() for loc in locations) >= sum(produced.sent.values()),
                     "every event to land", 1.0)
     finally:
@@ -122,7 +122,7 @@ def _latencies(spark, settings: Settings) -> dict:
 
 def run(scale: float) -> list[BenchRecord]:
     from lakehouse.spark import get_spark
-    from lakehouse.stack import Stack
+    from orchestration.stack import Stack
     from streaming.producer import produce
 
     base = get_settings()

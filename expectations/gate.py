@@ -9,16 +9,16 @@ into `<state>/data_docs/` (the index lists the latest run's validations; earlier
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import great_expectations as gx
+import great_expectations.expectations as gxe
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from pyspark.sql import DataFrame
 
-from expectations.rules import Rule, Severity
-from expectations.suites import SUITES
+from lakehouse.quality import Rule, RuleResult
+from lakehouse.sources import SUITES
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +28,9 @@ _SITE = "lakehouse"
 _COUNTS_ONLY = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
-@dataclass(frozen=True)
-class RuleResult:
-    """One rule's outcome on one batch; `unexpected_count` is None when GE could not evaluate it."""
-
-    source: str
-    rule: Rule
-    success: bool
-    unexpected_count: int | None
-    element_count: int | None
-    validated_at: datetime
-
-
-class QualityGateError(RuntimeError):
-    """A `fail` rule failed: the promotion of the batch stopped, the target table is unchanged."""
-
-    def __init__(self, failures: list[RuleResult]):
-        self.failures = failures
-        listed = "; ".join(f"{f.source}.{f.rule.name} ({f.rule.expectation.__name__} "
-                           f"{dict(f.rule.kwargs)}: {f.unexpected_count} unexpected)" for f in failures)
-        super().__init__(f"quality gate failed: {listed}")
+def to_expectation(rule: Rule) -> gxe.Expectation:
+    """A fresh GE expectation of the rule; `meta` carries the rule's name and severity into the results."""
+    return getattr(gxe, rule.expectation)(**rule.kwargs, meta={"rule": rule.name, "severity": rule.severity.value})
 
 
 class QualityGate:
@@ -72,7 +55,7 @@ class QualityGate:
     def _definition(self, source: str) -> gx.ValidationDefinition:
         if source not in self._definitions:
             suite = self.context.suites.add(gx.ExpectationSuite(
-                name=f"{self.layer}.{source}", expectations=[r.to_expectation() for r in self.suites[source]]))
+                name=f"{self.layer}.{source}", expectations=[to_expectation(r) for r in self.suites[source]]))
             batch = self.data_source.add_dataframe_asset(source).add_batch_definition_whole_dataframe("batch")
             self._definitions[source] = self.context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"promote_{source}", data=batch, suite=suite))
@@ -100,8 +83,3 @@ class QualityGate:
             return None
         self.context.build_data_docs(site_names=[_SITE])
         return self.docs_dir / "index.html"
-
-
-def gate_failures(results: list[RuleResult]) -> list[RuleResult]:
-    """The failed `fail` rules: any one stops the promotion."""
-    return [r for r in results if r.rule.severity is Severity.FAIL and not r.success]

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from features.point_in_time import midnight_utc, valid_on
 from lakehouse.schemas.gold import CONVERSION_WINDOWS, PRICING_DAILY, PRICING_FEATURES
-from spark_jobs.silver import conform_to
+from transforms.standardize import conform_to
 
 # The window of the reference price, the anchor score and the long side of the demand momentum; the
 # short side. Both are among CONVERSION_WINDOWS, whose view sums they reuse.

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from features.point_in_time import valid_on
 from lakehouse.schemas.gold import SHIPPING_FEATURES
-from spark_jobs.silver import conform_to
+from transforms.standardize import conform_to
 
 # A rate card applies per carrier, service level and zone; its breaks are rows of silver.shipping_rates.
 CARD_KEYS = ("carrier", "service_level", "delivery_zone")

@@ -1,1 +1,1 @@
-"""Core of the lakehouse: settings, Spark session factory, table registry, schemas, the native stack."""
+"""Core of the lakehouse: settings, Spark session, storage I/O, source specs, table registry, schemas, health probes."""

@@ -1,12 +1,14 @@
-"""The table registry: every Delta table's name, layer, location, partitioning and owner, in one place."""
+"""The table registry: every Delta table's name, layer, location, partitioning and owner, in one place.
+
+A source's bronze, stream and silver tables derive from its declaration in `lakehouse.sources`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from lakehouse.schemas.silver import SILVER_KEYS
 from lakehouse.settings import Settings
+from lakehouse.sources import INGEST_DATE_PARTITIONS, LANDING_SOURCES, SOURCES
 
 Layer = Literal["bronze", "silver", "gold", "ops"]
 
@@ -46,26 +48,6 @@ class Table:
         return f"{settings.lake_root}/{layer}/{table}"
 
 
-# The seed design partitions bronze by ingestion date as year/month/day.
-INGEST_DATE_PARTITIONS = ("ingest_year", "ingest_month", "ingest_day")
-
-# Silver: the seed partitions products by category and transactions by delivery zone and date; the
-# other event-like tables by their event date; small dimension tables are not partitioned.
-SILVER_PARTITIONS = {
-    "products": ("category",),
-    "transactions": ("delivery_zone", "transaction_date"),
-    "clickstream": ("event_date",),
-    "market_prices": ("observed_date",),
-    "decisions": ("event_date",),
-}
-
-# Statistics cost about a third of writing the big event tables; only the columns readers filter on
-# (time, product, the experiment readout's decision ids) earn them. A random event id gains nothing.
-SILVER_STATS_COLUMNS = {
-    "transactions": ("event_time", "sku"),
-    "clickstream": ("event_time", "sku", "decision_id"),
-}
-
 # Silver promotion reads the streamed rows above its `_ingested_at` watermark; nothing else filters them.
 BRONZE_STREAM_STATS_COLUMNS = ("_ingested_at",)
 # The stream commits every second or so. A Delta checkpoint rebuilds the table's state and rewrites it
@@ -73,47 +55,32 @@ BRONZE_STREAM_STATS_COLUMNS = ("_ingested_at",)
 # commits that is most of the latency's p95. Readers replay at most 99 small commit files instead of 9.
 BRONZE_STREAM_CHECKPOINT_INTERVAL = 100
 
-_BRONZE_SOURCES = {
-    "products": "Product catalogue as sent: SKUs in several spellings, units as sent.",
-    "suppliers": "Supplier unit costs per SKU with their validity dates.",
-    "market_prices": "Competitor price observations per SKU and day.",
-    "fx_rates": "Daily currency to USD rates.",
-    "shipping_rates": "Carrier rate cards by service level, zone and weight break, with effective dates.",
-    "shipping_zones": "Zone chart: destination postal prefix to zone.",
-    "customers": "Customer register with postal codes as sent.",
-    "transactions": "Order lines (history backfill and, later, the Kafka stream).",
-    "clickstream": "Behaviour events (history backfill and, later, the Kafka stream).",
-}
-
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
-        *(Table(f"bronze.{source}", INGEST_DATE_PARTITIONS, "spark_jobs.ingest",
-                f"{text} One row per landing record that parsed; unexpected fields in _rescued_data.")
-          for source, text in _BRONZE_SOURCES.items()),
+        *(Table(f"bronze.{s.name}", s.bronze_partition_by, "spark_jobs.ingest",
+                f"{s.description} One row per landing record that parsed; unexpected fields in _rescued_data.")
+          for s in LANDING_SOURCES.values()),
         Table("bronze.quarantine", ("source", *INGEST_DATE_PARTITIONS), "spark_jobs.ingest",
               "Landing records that could not be conformed, raw as received, with the reason. "
               "One row per bad record."),
-        *(Table(f"bronze.{source}_stream", INGEST_DATE_PARTITIONS, "streaming.bronze",
-                f"{source.capitalize()} from Kafka, exactly once: one row per valid message, declared columns, "
+        *(Table(f"bronze.{s.name}_stream", s.bronze_partition_by, "streaming.bronze",
+                f"{s.name.capitalize()} from Kafka, exactly once: one row per valid message, declared columns, "
                 "_rescued_data and the Kafka coordinates (_kafka_topic, _kafka_partition, _kafka_offset, "
                 "_kafka_timestamp); ingestion date is the Kafka timestamp's UTC date.", BRONZE_STREAM_STATS_COLUMNS,
                 BRONZE_STREAM_CHECKPOINT_INTERVAL)
-          for source in ("transactions", "clickstream", "decisions")),
+          for s in SOURCES.values() if s.message_key),
         Table("bronze.dead_letter", ("source", *INGEST_DATE_PARTITIONS), "streaming.bronze",
               "Kafka messages that could not be conformed: raw payload, Kafka coordinates and the reason. "
               "One row per bad message."),
         Table("ops.ingest_log", (), "spark_jobs.ingest",
               "One row per (source, ingest date) and run that ingested it: files, rows, quarantined."),
-        *(Table(f"silver.{source}", SILVER_PARTITIONS.get(source, ()), "spark_jobs.promote_silver",
-                f"{text} Standardized (canonical SKU, kg/cm, USD, UTC, zip5 + zone) and de-duplicated: "
-                f"one row per {', '.join(SILVER_KEYS[source])}, the latest delivery; lineage of that bronze row.",
-                SILVER_STATS_COLUMNS.get(source, ()))
-          for source, text in _BRONZE_SOURCES.items()),
-        Table("silver.decisions", SILVER_PARTITIONS["decisions"], "spark_jobs.promote_silver",
-              "The API's decision log (serving.decision_log): inputs, answer, experiment variant, model version, "
-              "guardrails, fallback and latency. One row per decision_id; event_time in UTC, guardrails a list."),
-        Table("silver.quarantine", ("source",), "spark_jobs.promote_silver",
+        *(Table(f"silver.{s.name}", s.silver_partition_by, "spark_jobs.silver",
+                f"{s.description} Standardized (canonical SKU, kg/cm, USD, UTC, zip5 + zone) and de-duplicated: "
+                f"one row per {', '.join(s.key)}, the latest delivery; lineage of that bronze row.",
+                s.silver_stats_columns)
+          for s in SOURCES.values()),
+        Table("silver.quarantine", ("source",), "spark_jobs.silver",
               "Rows removed by a drop rule on their way to silver: the standardized row as JSON, its key and "
               "the names of the rules it failed. One row per removed row."),
         Table("gold.pricing_daily", ("category",), "spark_jobs.gold",
@@ -152,13 +119,13 @@ TABLES: dict[str, Table] = {
         Table("ops.gold_progress", (), "spark_jobs.gold",
               "One row per silver table and gold build: the silver version the build read (a re-run on the same "
               "versions is skipped)."),
-        Table("ops.quality_results", (), "spark_jobs.promote_silver",
+        Table("ops.quality_results", (), "spark_jobs.silver",
               "One row per quality rule and promotion batch: run id, table, rule, expectation, severity, "
               "success, unexpected and element counts, time."),
-        Table("ops.schema_drift", (), "spark_jobs.promote_silver",
+        Table("ops.schema_drift", (), "spark_jobs.silver",
               "One row per schema change seen in a promotion batch: a field rescued in _rescued_data "
               "(new_field) or a declared column null in every row (missing_column), with its row count."),
-        Table("ops.silver_progress", (), "spark_jobs.promote_silver",
+        Table("ops.silver_progress", (), "spark_jobs.silver",
               "One row per bronze table and promotion run: the _ingested_at watermark promoted up to, the "
               "bronze version read, rows read, promoted and quarantined."),
     ]

@@ -23,7 +23,9 @@ from collections import deque
 from datetime import UTC, date, datetime
 from typing import Any
 
+from lakehouse.kafka import ensure_topics, kafka_producer
 from lakehouse.settings import Settings
+from lakehouse.streams import DECISION_LOG
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
@@ -200,8 +202,6 @@ class DecisionLogger:
         now = time.monotonic()
         if now < self._retry_at:
             return None
-        from streaming.producer import kafka_producer
-        from streaming.topics import DECISION_LOG, ensure_topics
 
         try:
             producer = kafka_producer(self.settings.kafka_bootstrap_servers,

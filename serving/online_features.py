@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.tables import TABLES
 
 if TYPE_CHECKING:  # the reader's child process imports this module: it stays free of Spark and Prometheus
     from serving.metrics import ServingMetrics
@@ -412,8 +413,6 @@ class OnlineFeatures:
         return dict(self._snapshot.versions)
 
     def _locations(self) -> dict[str, str]:
-        from lakehouse.tables import TABLES
-
         registered = {name: TABLES[name].location(self.settings) for name in COLUMNS if name in TABLES}
         unregistered = COLUMNS.keys() - registered.keys() - self._unregistered_warned
         if unregistered:

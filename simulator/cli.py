@@ -8,7 +8,10 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from lakehouse.log import configure_logging
+from lakehouse.settings import get_settings
 from simulator.config import SimConfig
+from simulator.generate import generate
 
 # Traffic multiplier giving the bench size (>= 1M transaction lines, >= 10M clickstream events).
 BENCH_SCALE = 12.0
@@ -38,9 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported here so that `--help` answers without loading pandas, pyarrow and pyspark.
-    from lakehouse.log import configure_logging
-    from lakehouse.settings import get_settings
-    from simulator.generate import generate
 
     configure_logging()
     try:

@@ -13,9 +13,12 @@ from datetime import date, timedelta
 
 import numpy as np
 
-# (name, mean price elasticity, median list price USD, median weight g, median longest side cm,
-#  day of year of the seasonal peak). Elasticity means lie in [-3.5, -1.3].
-CATEGORIES: tuple[tuple[str, float, float, float, float, int], ...] = (
+from lakehouse.reference import CATEGORIES
+
+# Per category of lakehouse.reference.CATEGORIES, in its order: (name, mean price elasticity, median list
+# price USD, median weight g, median longest side cm, day of year of the seasonal peak). Elasticity means
+# lie in [-3.5, -1.3].
+CATEGORY_PARAMS: tuple[tuple[str, float, float, float, float, int], ...] = (
     ("electronics", -1.6, 180.0, 1200.0, 35.0, 340),
     ("home", -2.1, 60.0, 2500.0, 45.0, 300),
     ("kitchen", -2.4, 45.0, 1500.0, 35.0, 330),
@@ -27,9 +30,9 @@ CATEGORIES: tuple[tuple[str, float, float, float, float, int], ...] = (
     ("grocery", -3.4, 12.0, 900.0, 20.0, 330),
     ("garden", -1.9, 55.0, 4000.0, 70.0, 120),
 )
-CATEGORY_NAMES: tuple[str, ...] = tuple(c[0] for c in CATEGORIES)
+if tuple(c[0] for c in CATEGORY_PARAMS) != CATEGORIES:
+    raise ValueError("CATEGORY_PARAMS must list lakehouse.reference.CATEGORIES, in order")
 
-CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP", "CNY", "CAD")
 # Starting rate to USD of each currency above; daily log-returns have sd FX_DAILY_SD.
 FX_START: tuple[float, ...] = (1.0, 1.08, 1.27, 0.14, 0.73)
 FX_DAILY_SD = 0.004
@@ -38,12 +41,10 @@ COMPETITORS: tuple[str, ...] = ("megamart", "shopdirect", "euroshop")
 COMPETITOR_CURRENCY: tuple[str, ...] = ("USD", "USD", "EUR")
 COMPETITOR_COVERAGE: tuple[float, ...] = (0.85, 0.65, 0.5)
 
-CARRIERS: tuple[str, ...] = ("northpost", "rapidparcel", "bluefreight")
+# Per carrier of lakehouse.reference.CARRIERS, in its order.
 CARRIER_SHARE: tuple[float, ...] = (0.5, 0.3, 0.2)
 VOLUMETRIC_DIVISOR: tuple[int, ...] = (5000, 6000, 4000)
-SERVICE_LEVELS: tuple[str, ...] = ("standard", "express")
 WEIGHT_BREAKS_KG: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
-N_ZONES = 8
 
 
 @dataclass(frozen=True)

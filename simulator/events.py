@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from lakehouse.reference import CARRIERS, CURRENCIES, SERVICE_LEVELS
 from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
-from simulator.config import CARRIER_SHARE, CARRIERS, CURRENCIES, SERVICE_LEVELS, rng_for
+from simulator.config import CARRIER_SHARE, rng_for
 from simulator.formats import concat, iso_with_offset, money, postal_messy, uuids, zfill
 from simulator.shipping import billable_weight_kg, rate_card_cost
 from simulator.world import SEGMENT_SESSION_WEIGHT, World

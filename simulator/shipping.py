@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.config import CARRIERS, N_ZONES, VOLUMETRIC_DIVISOR, WEIGHT_BREAKS_KG, ModelParams
+from lakehouse.reference import CARRIERS, ZONE_COUNT
+from simulator.config import VOLUMETRIC_DIVISOR, WEIGHT_BREAKS_KG, ModelParams
 
 # Warehouse location (postal prefix) that zones are measured from, and the width of a zone band.
 ORIGIN_PREFIX = 76
@@ -34,9 +35,9 @@ class RateCard:
 
 def zone_chart() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prefix, zone, is_remote) for every valid 3-digit postal prefix."""
-    zones = 1 + np.minimum(N_ZONES - 1, np.abs(VALID_PREFIXES - ORIGIN_PREFIX) // ZONE_BAND)
+    zones = 1 + np.minimum(ZONE_COUNT - 1, np.abs(VALID_PREFIXES - ORIGIN_PREFIX) // ZONE_BAND)
     remote = np.isin(VALID_PREFIXES, REMOTE_PREFIXES)
-    return VALID_PREFIXES, np.where(remote, N_ZONES, zones), remote
+    return VALID_PREFIXES, np.where(remote, ZONE_COUNT, zones), remote
 
 
 def build_rate_cards(rng: np.random.Generator, params: ModelParams, change_day: int) -> list[RateCard]:
@@ -46,7 +47,7 @@ def build_rate_cards(rng: np.random.Generator, params: ModelParams, change_day: 
     per_zone = rng.uniform(0.45, 0.9, n_carriers)
     per_kg = rng.uniform(0.9, 1.5, n_carriers)
     express = np.array([1.0, 1.85])
-    zones = np.arange(1, N_ZONES + 1)
+    zones = np.arange(1, ZONE_COUNT + 1)
     # Concave in weight (volume discount), linear in zone distance.
     base = (fixed[:, None, None, None] + per_zone[:, None, None, None] * zones[None, None, :, None]
             + per_kg[:, None, None, None] * breaks[None, None, None, :] ** 0.85

@@ -28,8 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lakehouse.kafka import ensure_topics, kafka_producer
+from lakehouse.log import configure_logging
+from lakehouse.settings import get_settings
+from lakehouse.streams import SHOPPER_STREAMS
+from serving.gateway import API_KEY_HEADER, initial_key_file
+from simulator import truth as sim_truth
 from simulator.events import CARRIER_NAMES, DEVICE_P, DEVICES, REFERRER_P, REFERRERS, SERVICE_NAMES, _shipments
 from simulator.world import SEGMENT_SESSION_WEIGHT, World
+from streaming.producer import ProduceError
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +108,6 @@ class PriceApi:
 def api_client(settings, base_url: str | None = None):
     """An httpx client for the running API with the key `make up` created (`<state>/api_key.txt`)."""
     import httpx
-
-    from serving.gateway import API_KEY_HEADER, initial_key_file
 
     key_file = initial_key_file(settings)
     if not key_file.exists():
@@ -218,10 +223,6 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     """Shoppers for `duration_s` seconds (or `max_sessions`) at `sessions_per_s`, on the world's state
     of `when`'s date (default: the day after the history). Returns once Kafka acknowledged every
     message; raises `streaming.producer.ProduceError` otherwise."""
-    from simulator import truth as sim_truth
-    from streaming.producer import ProduceError, kafka_producer
-    from streaming.topics import SOURCES, ensure_topics
-
     if duration_s <= 0 or sessions_per_s <= 0:
         raise ValueError("duration and sessions per second must be positive: the shoppers always stop by themselves")
     # httpx logs every request at INFO: thousands of lines would bury the progress lines.
@@ -230,8 +231,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     day = world.n_days if when is None else world.config.day_of(when.date())
     api = api or PriceApi(api_client(settings))
     rng = np.random.default_rng(seed)
-    ensure_topics(settings, list(SOURCES.values()))
-    topics = {name: s.topic(settings) for name, s in SOURCES.items()}
+    ensure_topics(settings, list(SHOPPER_STREAMS.values()))
+    topics = {name: s.topic(settings) for name, s in SHOPPER_STREAMS.items()}
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     truth_path = live_truth_dir(settings) / f"{run_id}.parquet"
     producer = kafka_producer(settings.kafka_bootstrap_servers)
@@ -295,8 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lakehouse.log import configure_logging
-    from lakehouse.settings import get_settings
 
     configure_logging()
     settings = get_settings()

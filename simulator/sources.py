@@ -11,6 +11,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from lakehouse.reference import CARRIERS, CATEGORIES, CURRENCIES, SEGMENTS, SERVICE_LEVELS
 from lakehouse.schemas.landing import (
     CUSTOMERS,
     FX_RATES,
@@ -20,19 +21,10 @@ from lakehouse.schemas.landing import (
     SHIPPING_ZONES,
     SUPPLIERS,
 )
-from simulator.config import (
-    CARRIERS,
-    CATEGORY_NAMES,
-    COMPETITORS,
-    CURRENCIES,
-    SERVICE_LEVELS,
-    VOLUMETRIC_DIVISOR,
-    WEIGHT_BREAKS_KG,
-    rng_for,
-)
+from simulator.config import COMPETITORS, VOLUMETRIC_DIVISOR, WEIGHT_BREAKS_KG, rng_for
 from simulator.formats import postal_messy, sku_messy, zfill
 from simulator.shipping import RateCard
-from simulator.world import SEGMENTS, World
+from simulator.world import World
 
 LB_PER_G = 1 / 453.59237
 IN_PER_CM = 1 / 2.54
@@ -70,7 +62,7 @@ def products(world: World, day: int) -> pd.DataFrame:
     df = pd.DataFrame({
         "sku": sku_messy(world.sku_number[i], rng, PRODUCTS_DIRTY_SKU),
         "product_name": world.product_name[i],
-        "category": np.asarray(CATEGORY_NAMES)[world.category[i]],
+        "category": np.asarray(CATEGORIES)[world.category[i]],
         "brand": world.brand[i],
         "weight": weight,
         "weight_unit": unit,

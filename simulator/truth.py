@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.config import CARRIERS, CATEGORY_NAMES, SERVICE_LEVELS, SimConfig
+from lakehouse.reference import CARRIERS, CATEGORIES, SERVICE_LEVELS
+from simulator.config import SimConfig
 from simulator.shipping import billable_weight_kg, rate_card_cost
 from simulator.world import World
 
@@ -130,7 +131,7 @@ def sku_table(world: World) -> pd.DataFrame:
     """Static truth, one row per SKU: demand parameters, anchor flag, true measures, supplier."""
     return pd.DataFrame({
         "sku": world.sku_id,
-        "category": np.asarray(CATEGORY_NAMES)[world.category],
+        "category": np.asarray(CATEGORIES)[world.category],
         "is_anchor": world.is_anchor,
         "elasticity": world.elasticity,
         "cart_rate0": world.cart_rate0,
@@ -173,7 +174,7 @@ def model_description(world: World) -> dict:
     return {
         "config": world.config.to_json(),
         "category_elasticity": {name: float(np.mean(world.elasticity[world.category == c]))
-                                for c, name in enumerate(CATEGORY_NAMES)},
+                                for c, name in enumerate(CATEGORIES)},
         "anchors": world.sku_id[world.is_anchor].tolist(),
         "rate_card_effective_dates": [world.config.day_date(c.effective_day).isoformat() for c in cards],
         "purchase_given_cart": world.purchase_given_cart,

@@ -13,11 +13,11 @@ from functools import cached_property
 
 import numpy as np
 
+from lakehouse.reference import CURRENCIES
 from simulator.config import (
-    CATEGORIES,
+    CATEGORY_PARAMS,
     COMPETITOR_COVERAGE,
     COMPETITOR_CURRENCY,
-    CURRENCIES,
     FX_DAILY_SD,
     FX_START,
     SimConfig,
@@ -26,7 +26,6 @@ from simulator.config import (
 from simulator.formats import sku_canonical
 from simulator.shipping import VALID_PREFIXES, build_rate_cards, zone_chart
 
-SEGMENTS = ("new", "returning", "loyal")
 SEGMENT_SESSION_WEIGHT = np.array([1.0, 2.0, 4.0])
 # City and region by the first digit of the ZIP code (a coarse but consistent geography).
 REGIONS = ("MA", "NY", "VA", "FL", "OH", "MN", "IL", "TX", "CO", "CA")
@@ -63,10 +62,10 @@ class World:
     # --- catalogue -------------------------------------------------------------------------
     def _catalogue(self) -> None:
         rng, p, n = rng_for(self.config.seed, "catalogue"), self.params, self.n_skus
-        cats = np.array(CATEGORIES, dtype=object)
+        cats = np.array(CATEGORY_PARAMS, dtype=object)
         self.sku_number = np.sort(rng.choice(np.arange(1, 1_000_000), size=n, replace=False))
         self.sku_id = sku_canonical(self.sku_number)
-        self.category = rng.permutation(np.arange(n) % len(CATEGORIES))
+        self.category = rng.permutation(np.arange(n) % len(CATEGORY_PARAMS))
         self.elasticity = np.minimum(
             p.elasticity_max, cats[self.category, 1].astype(float) + rng.normal(0, p.elasticity_sd, n))
         self.cart_rate0 = rng.uniform(*p.cart_rate_range, n)
@@ -83,7 +82,7 @@ class World:
         # Anchors: the most popular already-launched SKUs of each category.
         popularity = rng.lognormal(-p.popularity_sigma**2 / 2, p.popularity_sigma, n)
         self.is_anchor = np.zeros(n, dtype=bool)
-        for c in range(len(CATEGORIES)):
+        for c in range(len(CATEGORY_PARAMS)):
             members = np.flatnonzero((self.category == c) & ~launching)
             top = members[np.argsort(-popularity[members], kind="stable")[: p.anchors_per_category]]
             self.is_anchor[top] = True
@@ -214,7 +213,7 @@ class World:
     # --- demand ----------------------------------------------------------------------------
     @cached_property
     def _peak_phase(self) -> np.ndarray:
-        return 2 * np.pi * np.array([c[5] for c in CATEGORIES]) / 365.25
+        return 2 * np.pi * np.array([c[5] for c in CATEGORY_PARAMS]) / 365.25
 
     def season(self, when: date) -> np.ndarray:
         """Traffic multiplier of every category on a date: weekly profile times yearly cosine."""
@@ -225,7 +224,7 @@ class World:
     def campaign(self, day: int) -> np.ndarray:
         """Anchor campaign intensity A of every category on `day` (lognormal, mean 1)."""
         sigma = self.params.anchor_campaign_sigma
-        return rng_for(self.config.seed, "campaign", day).lognormal(-sigma**2 / 2, sigma, len(CATEGORIES))
+        return rng_for(self.config.seed, "campaign", day).lognormal(-sigma**2 / 2, sigma, len(CATEGORY_PARAMS))
 
     def expected_views(self, day: int) -> np.ndarray:
         """Expected product views of every SKU on `day`: popularity x season x anchor effect."""

@@ -1,8 +1,8 @@
 """Writes one landing file per source and ingest date in the source's format, from the landing schema.
 
-Column order and types come from `LANDING_SCHEMAS`; columns a source adds mid-history are appended
-after the declared ones. Rows flagged `_corrupt` are damaged in the rendered text: a JSON line is
-truncated, a CSV line loses its last two fields.
+Column order, types and format come from the source's declaration (`lakehouse.sources`); columns a
+source adds mid-history are appended after the declared ones. Rows flagged `_corrupt` are damaged in the
+rendered text: a JSON line is truncated, a CSV line loses its last two fields.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import BooleanType, IntegerType, LongType, StructType
 
-from lakehouse.schemas.landing import LANDING_FORMATS, LANDING_LATE_COLUMNS, LANDING_SCHEMAS
+from lakehouse.sources import LANDING_SOURCES
 
 
 def landing_path(root: Path, source: str, ingest_date: str) -> Path:
-    return root / source / f"ingest_date={ingest_date}" / f"part-00000.{LANDING_FORMATS[source]}"
+    return root / source / f"ingest_date={ingest_date}" / f"part-00000.{LANDING_SOURCES[source].landing_format}"
 
 
 def _typed(df: pd.DataFrame, schema: StructType, extras: list[str]) -> pd.DataFrame:
@@ -35,8 +35,9 @@ def _typed(df: pd.DataFrame, schema: StructType, extras: list[str]) -> pd.DataFr
 def write_landing_file(rows: pd.DataFrame, source: str, root: Path, ingest_date: str,
                        rng: np.random.Generator) -> Path:
     """Write `rows` (landing columns plus flag columns) to the source's file for `ingest_date`."""
-    schema, fmt = LANDING_SCHEMAS[source], LANDING_FORMATS[source]
-    extras = [c for c in LANDING_LATE_COLUMNS.get(source, ()) if c in rows]
+    declared = LANDING_SOURCES[source]
+    schema, fmt = declared.landing, declared.landing_format
+    extras = [c for c in declared.late_columns if c in rows]
     df = _typed(rows, schema, extras)
     path = landing_path(root, source, ingest_date)
     path.parent.mkdir(parents=True, exist_ok=True)

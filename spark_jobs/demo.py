@@ -19,19 +19,20 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.delta import delta_exists, read_delta
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, get_settings
+from lakehouse.spark import get_spark
 from lakehouse.tables import table
 from readout.frames import true_lifts, true_values
 from serving.experiments import Experiment
 from simulator import shoppers
-from spark_jobs import readout
+from spark_jobs import readout, silver
+from spark_jobs.monitor import run_monitor
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "pricing_model_vs_rules"
 LANDING_POLL_S = 10.0
 # Tables written before behaviour events carried a decision id lack the column: added on the way.
-CLICKSTREAM_TABLES = ("bronze.clickstream", "bronze.clickstream_stream", "silver.clickstream")
 
 
 class DemoError(RuntimeError):
@@ -44,19 +45,6 @@ def check_model_vs_rules(experiment: Experiment) -> None:
         raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant against a "
                         f"rule_based one (has {sorted(strategies)}, enabled={experiment.enabled}): see "
                         "serving/experiments.yaml")
-
-
-def add_decision_id_columns(spark: SparkSession, settings: Settings) -> list[str]:
-    """Add the nullable `decision_id` to clickstream tables created before it existed; returns those changed."""
-    changed = []
-    for name in CLICKSTREAM_TABLES:
-        location = table(name).location(settings)
-        if delta_exists(spark, location) and "decision_id" not in read_delta(spark, location).columns:
-            spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS (decision_id STRING)")
-            changed.append(name)
-    if changed:
-        log.info("decision_id column added", extra={"tables": changed})
-    return changed
 
 
 def wait_until_landed(spark: SparkSession, settings: Settings, event_ids: tuple[str, ...],
@@ -113,17 +101,13 @@ def api_url(settings: Settings) -> str:
 def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, minutes: float, sessions_per_s: float,
              landing_timeout_s: float = 600.0) -> str:
     """The whole loop (module docstring) for an experiment that passed `preflight`; returns the report."""
-    from spark_jobs import promote_silver
-    from spark_jobs.monitor import run_monitor
-
-    add_decision_id_columns(spark, settings)
     started = datetime.now(UTC)
     shopped = shoppers.run(settings, minutes * 60, sessions_per_s)
     truth = pd.read_parquet(shopped.truth_path)
     landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(), landing_timeout_s)
     # Promotion leaves stream rows younger than its grace period for the next run: wait it out.
-    time.sleep(max(0.0, (landed_at + promote_silver.STREAM_GRACE - datetime.now(UTC)).total_seconds() + 1))
-    promote_silver.run(spark, settings, sources=["transactions", "clickstream", "decisions"])
+    time.sleep(max(0.0, (landed_at + silver.STREAM_GRACE - datetime.now(UTC)).total_seconds() + 1))
+    silver.run(spark, settings, sources=["transactions", "clickstream", "decisions"])
     result = readout.run(spark, settings, experiment.name, since=started)
     control = result.control
     ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
@@ -141,12 +125,9 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
 
 
 def main(args) -> int:
-    from lakehouse.settings import get_settings
-    from lakehouse.spark import get_spark
-
     settings = get_settings()
     try:
-        experiment = preflight(settings, args.experiment)  # before Spark's start-up: fail fast
+        experiment = preflight(settings, args.experiment or DEFAULT_EXPERIMENT)  # before Spark's start-up: fail fast
         print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
     except (DemoError, readout.ReadoutError, shoppers.ShopperError) as err:
         print(f"demo: {err}", file=sys.stderr)

@@ -17,31 +17,27 @@ Thin job around `features` (definitions: docs/features.md). A run:
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
+from expectations.gate import QualityGate
+from expectations.recorder import quality_rows, quarantine_rows, split_by_rules
+from expectations.suites import GOLD_SUITES
 from features.pricing import lowest_cost_history, pricing_daily, pricing_features, sku_day_activity
 from features.shipping import shipping_features
+from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta, table_version
+from lakehouse.quality import QualityGateError, RuleResult, gate_failures
 from lakehouse.schemas.gold import GOLD_KEYS
-from lakehouse.settings import Settings, get_settings
+from lakehouse.schemas.ops import GOLD_PROGRESS, QUALITY_RESULTS
+from lakehouse.settings import Settings
 from lakehouse.tables import table
-from spark_jobs.promote_silver import QUALITY_RESULTS_SCHEMA
-from spark_jobs.silver import split_by_rules
-
-if TYPE_CHECKING:
-    from expectations.gate import QualityGate, RuleResult
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +45,6 @@ SILVER_INPUTS = ("products", "suppliers", "market_prices", "transactions", "clic
                  "quarantine")
 # silver.quarantine exists once a drop rule has removed a row; until then gold reads it as empty.
 _EMPTY_QUARANTINE = "source string, record_key string, record string"
-
-PROGRESS_SCHEMA = StructType([
-    StructField("run_id", StringType(), False),
-    StructField("silver_table", StringType(), False),
-    StructField("silver_version", LongType(), False),
-    StructField("built_at", TimestampType(), False),
-])
-
 
 @dataclass(frozen=True)
 class GoldResult:
@@ -71,14 +59,6 @@ class GoldResult:
         if self.skipped:
             return "silver unchanged since the last build: nothing to do"
         return ", ".join(f"{name} {n} rows ({self.quarantined[name]} quarantined)" for name, n in self.rows.items())
-
-
-def quarantine_rows(dropped: DataFrame, name: str, keys: tuple[str, ...], run_id: str) -> DataFrame:
-    """Rows a drop rule removed from gold table `name` -> `gold.quarantine`: key and whole row as JSON and
-    the rules' names (`failed_rules`, from `split_by_rules`). Grain: one row per removed row."""
-    row = [c for c in dropped.columns if c != "failed_rules"]
-    return dropped.select(F.lit(name).alias("table"), F.to_json(F.struct(*keys)).alias("record_key"),
-                          "failed_rules", F.to_json(F.struct(*row)).alias("record"), F.lit(run_id).alias("run_id"))
 
 
 def silver_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
@@ -115,37 +95,15 @@ class _Gated:
 
 
 def _gate(gate: QualityGate, name: str, frame: DataFrame, run_id: str) -> _Gated:
-    from expectations.rules import drop_rule_checks
-
     results = gate.validate(name, frame)
-    kept, dropped = split_by_rules(frame, *drop_rule_checks(gate.suites[name]))
-    return _Gated(kept, quarantine_rows(dropped, name, GOLD_KEYS[name], run_id), results)
-
-
-def _quality_rows(run_id: str, results: list[RuleResult]) -> list[tuple]:
-    return [(run_id, f"gold.{r.source}", r.rule.name, r.rule.expectation.__name__,
-             json.dumps(dict(r.rule.kwargs), sort_keys=True), r.rule.severity.value, r.success,
-             r.unexpected_count, r.element_count, r.validated_at) for r in results]
-
-
-def _append(spark: SparkSession, settings: Settings, name: str, rows: list[tuple], schema: StructType) -> None:
-    spark.createDataFrame(rows, schema).write.format("delta").mode("append").save(table(name).location(settings))
-
-
-def _overwrite(settings: Settings, name: str, frame: DataFrame) -> None:
-    target = table(name)
-    (frame.write.format("delta").mode("overwrite").partitionBy(*target.partition_by)
-     .save(target.location(settings)))
+    kept, dropped = split_by_rules(frame, gate.suites[name])
+    return _Gated(kept, quarantine_rows(dropped, ("table", name), GOLD_KEYS[name], run_id), results)
 
 
 def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: str | None = None) -> GoldResult:
     """Build every gold table from silver (see the module docstring); `force` builds even when silver is
     unchanged. Raises QualityGateError when a `fail` rule fails (no gold table written),
     FileNotFoundError when a silver table is missing."""
-    # Great Expectations takes seconds to import: only jobs that validate pay for it, not the CLI.
-    from expectations.gate import QualityGate, QualityGateError, gate_failures
-    from expectations.suites import GOLD_SUITES
-
     run_id, clock = run_id or uuid.uuid4().hex, time.monotonic()
     versions = silver_versions(spark, settings)
     if not force and versions == last_build(spark, settings):
@@ -185,14 +143,15 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
                 silver["transactions"], silver["products"], silver["shipping_rates"], silver["quarantine"])),
         }
         results = [r for g in gated.values() for r in g.results]
-        _append(spark, settings, "ops.quality_results", _quality_rows(run_id, results), QUALITY_RESULTS_SCHEMA)
+        delta.append_rows(spark, quality_rows(run_id, "gold", results), QUALITY_RESULTS, table("ops.quality_results"),
+                          settings)
         failures = gate_failures(results)
         if failures:
             raise QualityGateError(failures)
 
         quarantine = None
         for name, g in gated.items():
-            _overwrite(settings, f"gold.{name}", g.kept)
+            delta.replace(g.kept, table(f"gold.{name}"), settings)
             q = g.quarantined.persist()
             cached.append(q)
             quarantined[name] = q.count()
@@ -201,10 +160,10 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
             log.info("gold table written", extra={"table": f"gold.{name}", "rows": rows[name],
                                                   "quarantined": quarantined[name],
                                                   "elapsed_s": round(time.monotonic() - clock, 1)})
-        _overwrite(settings, "gold.quarantine", quarantine)
+        delta.replace(quarantine, table("gold.quarantine"), settings)
         built_at = datetime.now(UTC)
-        _append(spark, settings, "ops.gold_progress",
-                [(run_id, name, version, built_at) for name, version in versions.items()], PROGRESS_SCHEMA)
+        delta.append_rows(spark, [(run_id, name, version, built_at) for name, version in versions.items()],
+                          GOLD_PROGRESS, table("ops.gold_progress"), settings)
     finally:
         for frame in cached:
             frame.unpersist()
@@ -217,23 +176,6 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild even when no silver table changed since the last build")
-
-
-def main(args: argparse.Namespace) -> int:
-    from expectations.gate import QualityGateError
-    from lakehouse.spark import get_spark
-
-    settings = get_settings()
-    try:
-        result = run(get_spark("gold", settings), settings, force=args.force)
-    except QualityGateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(result.summary())
-    return 0
+def step(spark: SparkSession, settings: Settings, force: bool = False) -> str:
+    """The pipeline step (orchestration.steps)."""
+    return run(spark, settings, force=force).summary()

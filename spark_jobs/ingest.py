@@ -1,6 +1,6 @@
 """Batch ingestion: landing zone -> one bronze Delta table per source, corrupt records to quarantine.
 
-Thin job around `spark_jobs.bronze`. A (source, ingest date) is pending when the ingest log has no
+Thin job around `transforms.records`. A (source, ingest date) is pending when the ingest log has no
 entry for it, or when the folder's files changed since; a run ingests every pending date of a
 source in one read and one write per table, a few sources at a time, and logs them at the end.
 Writes replace exactly the ingest dates of the run (`replaceWhere`), so a run that died after
@@ -10,7 +10,6 @@ logged dates changes nothing.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import threading
@@ -25,14 +24,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StringType, StructField, StructType
 
+from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
-from lakehouse.schemas.keys import LANDING_KEYS
-from lakehouse.schemas.landing import LANDING_FORMATS, LANDING_SCHEMAS
-from lakehouse.settings import Settings, get_settings
-from lakehouse.tables import Table, table
-from spark_jobs.bronze import (
+from lakehouse.schemas.ops import INGEST_LOG
+from lakehouse.settings import Settings
+from lakehouse.sources import LANDING_SOURCES
+from lakehouse.tables import table
+from transforms.records import (
     bronze_rows,
     conform,
     quarantine_rows,
@@ -46,18 +46,6 @@ log = logging.getLogger(__name__)
 _DATE_FOLDER = re.compile(r"^ingest_date=(\d{4}-\d{2}-\d{2})$")
 _CORRUPT = "_corrupt_record"
 PARALLEL_SOURCES = 3
-
-# ops.ingest_log: one row per (source, ingest date) and run that ingested it.
-INGEST_LOG_SCHEMA = StructType([
-    StructField("source", StringType(), False),
-    StructField("ingest_date", DateType(), False),
-    StructField("files", StringType(), False),
-    StructField("rows", LongType(), False),
-    StructField("quarantined", LongType(), False),
-    StructField("batch_id", StringType(), False),
-    StructField("ingested_at", TimestampType(), False),
-])
-
 
 @dataclass(frozen=True)
 class LandingBatch:
@@ -121,9 +109,9 @@ def logged_fingerprints(spark: SparkSession, settings: Settings) -> dict[tuple[s
 
 
 def read_records(spark: SparkSession, source: str, files: list[Path]) -> DataFrame:
-    """Read landing files of one source as records (see `spark_jobs.bronze`). Nothing is inferred."""
+    """Read landing files of one source as records (see `transforms.records`). Nothing is inferred."""
     paths = [str(p) for p in files]
-    fmt = LANDING_FORMATS[source]
+    fmt = LANDING_SOURCES[source].landing_format
     if fmt == "json":
         lines = spark.read.text(paths).select("value", F.col("_metadata.file_path").alias("_source_file"))
         return records_from_json_lines(lines)
@@ -160,19 +148,19 @@ def _file_columns(fmt: str, path: str) -> tuple[str, ...]:
 def ingest_source(spark: SparkSession, settings: Settings, source: str, batches: list[LandingBatch],
                   batch_id: str, ingested_at: datetime, shared_table_lock: threading.Lock) -> SourceResult:
     """Ingest the given dates of one source into its bronze table and the quarantine; count per date."""
-    schema = LANDING_SCHEMAS[source]
+    schema = LANDING_SOURCES[source].landing
     files = [f for b in batches for f in b.files]
     ingest_date = F.to_date(F.regexp_extract("_source_file", r"ingest_date=(\d{4}-\d{2}-\d{2})", 1))
-    conformed = with_lineage(conform(read_records(spark, source, files), schema, LANDING_KEYS[source]),
+    conformed = with_lineage(conform(read_records(spark, source, files), schema, LANDING_SOURCES[source].key),
                              ingest_date, batch_id, ingested_at).persist()
     try:
         dates = ", ".join(f"'{b.ingest_date.isoformat()}'" for b in batches)
-        _replace(bronze_rows(conformed, schema), table(f"bronze.{source}"), settings,
-                 f"ingest_date IN ({dates})")
+        delta.replace(bronze_rows(conformed, schema), table(f"bronze.{source}"), settings,
+                      f"ingest_date IN ({dates})")
         # Sources run in parallel threads and the quarantine is one table: one writer at a time.
         with shared_table_lock:
-            _replace(quarantine_rows(conformed, source), table("bronze.quarantine"), settings,
-                     f"source = '{source}' AND ingest_date IN ({dates})")
+            delta.replace(quarantine_rows(conformed, source), table("bronze.quarantine"), settings,
+                          f"source = '{source}' AND ingest_date IN ({dates})")
         counts = {(row.ingest_date, row.good): row["count"] for row in
                   conformed.groupBy("ingest_date", F.col("_error").isNull().alias("good")).count().collect()}
     finally:
@@ -180,11 +168,6 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, batches:
     return SourceResult(source, tuple(
         (b.ingest_date, b.fingerprint, counts.get((b.ingest_date, True), 0), counts.get((b.ingest_date, False), 0))
         for b in batches))
-
-
-def _replace(frame: DataFrame, target: Table, settings: Settings, predicate: str) -> None:
-    (frame.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
-     .partitionBy(*target.partition_by).save(target.location(settings)))
 
 
 def run(spark: SparkSession, settings: Settings, sources: list[str], only_date: date | None = None,
@@ -216,24 +199,13 @@ def run(spark: SparkSession, settings: Settings, sources: list[str], only_date: 
                                         "elapsed_s": round(time.monotonic() - started, 1)})
     entries = [(r.source, day, files, rows, bad, batch_id, ingested_at) for r in results
                for day, files, rows, bad in r.per_date]
-    spark.createDataFrame(entries, INGEST_LOG_SCHEMA).write.format("delta").mode("append").save(
-        table("ops.ingest_log").location(settings))
+    delta.append_rows(spark, entries, INGEST_LOG, table("ops.ingest_log"), settings)
     return sorted(results, key=lambda r: r.source)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action="append", choices=sorted(LANDING_SCHEMAS),
-                        help="ingest only this source (repeatable; default: all)")
-    parser.add_argument("--date", type=date.fromisoformat, help="ingest only this ingestion date (YYYY-MM-DD)")
-    parser.add_argument("--landing", type=Path, help="landing folder (default: settings' landing zone)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from lakehouse.spark import get_spark
-
-    settings = get_settings()
-    results = run(get_spark("ingest-bronze", settings), settings, args.source or sorted(LANDING_SCHEMAS),
-                  args.date, args.landing)
-    print(f"ingested {sum(r.rows for r in results)} rows from {sum(r.dates for r in results)} "
-          f"source-dates; quarantined {sum(r.quarantined for r in results)}")
-    return 0
+def step(spark: SparkSession, settings: Settings, source: list[str] | None = None, date: date | None = None,
+         landing: Path | None = None) -> str:
+    """The pipeline step (orchestration.steps): ingest what is pending, summarised in one line."""
+    results = run(spark, settings, source or sorted(LANDING_SOURCES), date, landing)
+    return (f"{sum(r.rows for r in results)} rows from {sum(r.dates for r in results)} source-dates, "
+            f"{sum(r.quarantined for r in results)} quarantined")

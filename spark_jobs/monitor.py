@@ -12,7 +12,6 @@ the measurements against `monitoring/rules.yaml`, send PagerDuty Events v2 alert
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 import uuid
@@ -26,11 +25,11 @@ import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
+from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings
 from lakehouse.tables import TABLES, table
 from monitoring import alerts, checks
 from monitoring.rules import BREACH, Rule, judge, load_rules
@@ -220,24 +219,6 @@ def measure(spark: SparkSession, settings: Settings, now: datetime,
 # Writing
 
 
-def _records(frame: pd.DataFrame, schema: StructType) -> list[tuple]:
-    """Rows in schema order with NaN/NaT as None and pandas times as datetimes (Spark wants both)."""
-    def plain(value):
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            return None
-        if isinstance(value, pd.Timestamp):
-            return value.to_pydatetime()
-        return value.item() if isinstance(value, np.generic) else value
-
-    return [tuple(plain(v) for v in row) for row in frame[[f.name for f in schema.fields]].itertuples(index=False)]
-
-
-def _append(spark: SparkSession, settings: Settings, name: str, frame: pd.DataFrame, schema: StructType) -> None:
-    if len(frame):
-        spark.createDataFrame(_records(frame, schema), schema).write.format("delta").mode("append").save(
-            table(name).location(settings))
-
-
 def alert_log(spark: SparkSession, settings: Settings) -> pd.DataFrame:
     """The logged events needed to know each alert's state (alerts.alert_states)."""
     location = _existing(spark, settings, "gold.alerts")
@@ -258,22 +239,21 @@ def run_monitor(spark: SparkSession, settings: Settings, rules: list[Rule] | Non
     sent = alerts.send_events(events, settings.alert_webhook_url, run_id, now, settings.alert_timeout_s)
     judged.insert(0, "run_id", run_id)
     judged.insert(1, "computed_at", now)
-    _append(spark, settings, "gold.monitoring_metrics", judged, MONITORING_METRICS)
-    _append(spark, settings, "gold.alerts", sent, ALERTS)
+    delta.append_rows(spark, delta.records(judged, MONITORING_METRICS), MONITORING_METRICS,
+                      table("gold.monitoring_metrics"), settings)
+    delta.append_rows(spark, delta.records(sent, ALERTS), ALERTS, table("gold.alerts"), settings)
     result = MonitorResult(run_id, judged, sent)
     log.info("monitoring run done", extra={"run_id": run_id, "summary": result.summary()})
     return result
 
 
-def main(args: argparse.Namespace | None = None) -> int:
-    from lakehouse.spark import get_spark
-
-    settings = get_settings()
-    result = run_monitor(get_spark("monitor", settings), settings)
-    print(result.summary())
-    for row in result.metrics.loc[result.metrics["status"] == BREACH].itertuples(index=False):
-        print(f"  breach  {row.rule:<32} {row.subject}  {row.metric}={row.value:.4g} (threshold {row.threshold:g})")
-    for row in result.events.itertuples(index=False):
-        print(f"  alert   {row.action:<8} {row.dedup_key}  {row.outcome}"
-              f"{f' HTTP {row.http_status}' if row.http_status else ''}{f' ({row.error})' if row.error else ''}")
-    return 0
+def step(spark: SparkSession, settings: Settings) -> str:
+    """The pipeline step (orchestration.steps): the run's summary, then one line per breach and alert event."""
+    result = run_monitor(spark, settings)
+    lines = [result.summary()]
+    lines += [f"  breach  {row.rule:<32} {row.subject}  {row.metric}={row.value:.4g} (threshold {row.threshold:g})"
+              for row in result.metrics.loc[result.metrics["status"] == BREACH].itertuples(index=False)]
+    lines += [f"  alert   {row.action:<8} {row.dedup_key}  {row.outcome}"
+              f"{f' HTTP {row.http_status}' if row.http_status else ''}{f' ({row.error})' if row.error else ''}"
+              for row in result.events.itertuples(index=False)]
+    return "\n".join(lines)

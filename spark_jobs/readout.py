@@ -25,9 +25,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.schemas.readout import EXPERIMENT_READOUT
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, get_settings
+from lakehouse.spark import get_spark
 from lakehouse.tables import table
 from readout.frames import METRICS, VISITOR_COLUMNS, readout_rows
 from serving.experiments import Experiment, Experiments
@@ -145,26 +147,14 @@ def run(spark: SparkSession, settings: Settings, experiment_name: str, log_to_ml
     outcomes.unpersist()
     rows = readout_rows(visitors, experiment.name, control, {v.name: v.weight for v in experiment.variants},
                         readout_id, now)
-    spark.createDataFrame(_records(rows), EXPERIMENT_READOUT).write.format("delta").mode("append").save(
-        table(READOUT_TABLE).location(settings))
+    delta.append_rows(spark, delta.records(rows, EXPERIMENT_READOUT), EXPERIMENT_READOUT, table(READOUT_TABLE),
+                      settings)
     url = log_run(settings, rows, control) if log_to_mlflow else None
     result = ReadoutResult(readout_id, experiment.name, control, rows, int(gaps["no_line"]), int(gaps["no_cost"]), url)
     log.info("readout written", extra={"readout_id": readout_id, "experiment": experiment.name,
                                        "decisions": gaps["decisions"], "visitors": int(len(visitors)),
                                        "srm_p_value": float(rows["srm_p_value"].iloc[0]), "mlflow_run": url})
     return result
-
-
-def _records(rows: pd.DataFrame) -> list[tuple]:
-    """Plain Python values (NaN as null) in the table's column order, for createDataFrame."""
-    def plain(value):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
-        if isinstance(value, pd.Timestamp):
-            return value.to_pydatetime()
-        return value.item() if isinstance(value, np.generic) else value
-
-    return [tuple(plain(v) for v in row) for row in rows[EXPERIMENT_READOUT.fieldNames()].itertuples(index=False)]
 
 
 def plot_readout(rows: pd.DataFrame, control: str, folder: Path) -> list[Path]:
@@ -229,9 +219,6 @@ def log_run(settings: Settings, rows: pd.DataFrame, control: str) -> str:
 
 
 def main(args) -> int:
-    from lakehouse.settings import get_settings
-    from lakehouse.spark import get_spark
-
     settings = get_settings()
     try:
         experiment_config(settings, args.experiment)  # before Spark's start-up: fail fast

@@ -9,7 +9,6 @@ that day's rows (`replaceWhere`), so scoring is idempotent.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from datetime import UTC, date, datetime
 
@@ -20,9 +19,10 @@ from mlflow.exceptions import MlflowException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import delta
 from lakehouse.delta import read_delta
 from lakehouse.schemas.scores import PRICES, SHIPPING_RATE_CARDS
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings
 from lakehouse.tables import table
 from pricing.guardrails import DEFAULT_GUARDRAILS, Decision, Guardrails
 from pricing.optimizer import optimize
@@ -112,9 +112,7 @@ def _champion(name: str):
 
 
 def _replace_day(spark: SparkSession, settings: Settings, name: str, frame: pd.DataFrame, schema, day: date) -> None:
-    (spark.createDataFrame(frame, schema).write.format("delta").mode("overwrite")
-     .option("replaceWhere", f"valid_from = DATE'{day.isoformat()}'")
-     .partitionBy(*table(name).partition_by).save(table(name).location(settings)))
+    delta.replace(spark.createDataFrame(frame, schema), table(name), settings, f"valid_from = DATE'{day.isoformat()}'")
 
 
 def run(spark: SparkSession, settings: Settings, rails: Guardrails = DEFAULT_GUARDRAILS) -> dict[str, int]:
@@ -141,10 +139,6 @@ def run(spark: SparkSession, settings: Settings, rails: Guardrails = DEFAULT_GUA
     return written
 
 
-def main(args: argparse.Namespace) -> int:
-    from lakehouse.spark import get_spark
-
-    settings = get_settings()
-    for name, rows in run(get_spark("score", settings), settings).items():
-        print(f"{name:<28} {rows} rows")
-    return 0
+def step(spark: SparkSession, settings: Settings) -> str:
+    """The pipeline step (orchestration.steps)."""
+    return ", ".join(f"{rows} rows to {name}" for name, rows in run(spark, settings).items())

@@ -1,6 +1,6 @@
 """Structured Streaming job: Kafka topics -> `bronze.<source>_stream` and `bronze.dead_letter`, exactly once.
 
-Thin job around `streaming.transforms`. One query per source, each with its checkpoint under
+Thin job around `transforms.kafka`. One query per source, each with its checkpoint under
 `settings.checkpoints_dir`. Every micro-batch is written by `foreachBatch` to both tables, each
 commit with `userMetadata` `{"query_id", "batch"}`. Spark replays only a query's unfinished batch
 after a crash (same id, same offsets); before writing it again, the writer looks for that commit in
@@ -20,15 +20,32 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
+
+from lakehouse import delta
+from lakehouse.delta import delta_exists
+from lakehouse.health import heartbeat_file, kafka_answers
+from lakehouse.kafka import ensure_topics
+from lakehouse.log import configure_logging
+from lakehouse.settings import get_settings
+from lakehouse.spark import get_spark
+from lakehouse.streams import DEAD_LETTER, STREAMED
+from streaming.checkpoints import (
+    CheckpointError,
+    batch_committed,
+    checkpoint_folder,
+    exclusive_checkpoints,
+    move_aside,
+    resume_offsets,
+    unfinished_batch,
+    verify_checkpoint,
+)
+from transforms.kafka import KAFKA_SOURCE_SCHEMA, conformed_messages, dead_letter_rows, stream_bronze_rows
 
 log = logging.getLogger(__name__)
 
 # Spark sets this local property on the thread that runs a query's micro-batches.
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
-# The stack's health check calls the job stale when its heartbeat is older than this.
-HEARTBEAT_MAX_AGE_S = 30.0
 # Failed queries restarted per run before the job gives up (see `supervise`).
 MAX_RESTARTS = 10
 
@@ -46,18 +63,6 @@ class StreamOptions:
     sink: Literal["delta", "noop"] = "delta"
 
 
-def heartbeat_file(settings) -> Path:
-    return settings.run_dir / "streaming.heartbeat.json"
-
-
-def heartbeat_fresh(settings, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> bool:
-    """True when the streaming job wrote its heartbeat recently (cheap: one stat)."""
-    try:
-        return time.time() - heartbeat_file(settings).stat().st_mtime <= max_age_s
-    except FileNotFoundError:
-        return False
-
-
 class BronzeBatchWriter:
     """The `foreachBatch` function of one source: conform, then write bronze and dead letters.
 
@@ -72,9 +77,6 @@ class BronzeBatchWriter:
 
     def __call__(self, messages, batch_id: int) -> None:
         from pyspark.sql import functions as F
-
-        from streaming.topics import DEAD_LETTER
-        from streaming.transforms import conformed_messages, dead_letter_rows, stream_bronze_rows
 
         query_id = messages.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
         conformed = conformed_messages(messages, self.source, f"{query_id}/{batch_id}", datetime.now(UTC))
@@ -93,8 +95,6 @@ class BronzeBatchWriter:
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
-        from streaming.checkpoints import batch_committed
-
         location = target.location(self.settings)
         if (self.sink == "delta" and self.unfinished and batch_id == self.unfinished.batch
                 and batch_committed(conformed.sparkSession, location, query_id, self.unfinished)):
@@ -108,9 +108,7 @@ class BronzeBatchWriter:
         if self.sink == "noop":
             rows.write.format("noop").mode("append").save()
         else:
-            (rows.write.format("delta").mode("append")
-             .option("userMetadata", json.dumps({"query_id": query_id, "batch": batch_id}))
-             .partitionBy(*target.partition_by).save(location))
+            delta.append(rows, target, self.settings, metadata={"query_id": query_id, "batch": batch_id})
         return metrics.get["bad"]
 
 
@@ -126,8 +124,6 @@ def topic_partitions(settings, topic: str) -> list[int]:
 
 def start_query(spark, settings, source, options: StreamOptions):
     """Start one source's query (the checkpoint must already be verified)."""
-    from streaming.checkpoints import checkpoint_folder, move_aside, resume_offsets, unfinished_batch
-
     topic = source.topic(settings)
     starting = options.starting_offsets
     if options.reset_checkpoint:
@@ -161,24 +157,16 @@ def start_query(spark, settings, source, options: StreamOptions):
 def ensure_tables(spark, settings, sources) -> None:
     """Create the bronze and dead-letter tables empty if missing: two queries creating the shared
     dead-letter table with their first batches would conflict (Delta's ProtocolChangedException)."""
-    from lakehouse.delta import delta_exists
-    from streaming.topics import DEAD_LETTER
-    from streaming.transforms import KAFKA_SOURCE_SCHEMA, conformed_messages, dead_letter_rows, stream_bronze_rows
-
     for source in sources:
         empty = conformed_messages(spark.createDataFrame([], KAFKA_SOURCE_SCHEMA), source, "", datetime.now(UTC))
         for rows, target in ((stream_bronze_rows(empty, source), source.bronze),
                              (dead_letter_rows(empty, source), DEAD_LETTER)):
             if not delta_exists(spark, target.location(settings)):
-                (rows.write.format("delta").mode("append").partitionBy(*target.partition_by)
-                 .options(**target.creation_options).save(target.location(settings)))
+                delta.create(rows, target, settings)
 
 
 def start(spark, settings, sources, options: StreamOptions) -> list:
     """Verify every checkpoint (refusing before anything starts), then start one query per source."""
-    from streaming.checkpoints import verify_checkpoint
-    from streaming.topics import ensure_topics
-
     if options.sink == "delta":
         if not options.reset_checkpoint:
             for source in sources:
@@ -241,8 +229,6 @@ def supervise(spark, settings, sources, options: StreamOptions, stopping: thread
 
 
 def wait_for_broker(settings) -> None:
-    from lakehouse.stack import kafka_answers
-
     deadline = time.monotonic() + settings.health_timeout_s
     while not kafka_answers(settings.kafka_bootstrap_servers):
         if time.monotonic() > deadline:
@@ -276,14 +262,8 @@ def build_parser(settings) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lakehouse.settings import get_settings
-
     settings = get_settings()
     args = build_parser(settings).parse_args(argv)
-    from lakehouse.log import configure_logging
-    from lakehouse.spark import get_spark
-    from streaming.checkpoints import CheckpointError, exclusive_checkpoints
-    from streaming.topics import STREAMED
 
     configure_logging()
     options = StreamOptions(args.interval, args.max_offsets_per_trigger or None, trigger=args.trigger,

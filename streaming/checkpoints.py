@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.settings import Settings
-from streaming.topics import DEAD_LETTER, StreamSource
+from lakehouse.streams import DEAD_LETTER, StreamSource
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from lakehouse.kafka import ensure_topics, kafka_producer
+from lakehouse.log import configure_logging
+from lakehouse.settings import get_settings
+from lakehouse.streams import SHOPPER_STREAMS
+from simulator.config import SimConfig
+from simulator.events import events_between
+from simulator.world import World
+
 log = logging.getLogger(__name__)
 
 MALFORMED_KINDS = ("bad_json", "wrong_type", "missing_required")
@@ -56,9 +64,6 @@ def simulated_messages(world, start: datetime) -> Iterator[Message]:
     """The simulator's events from `start` on, one day window at a time, in event-time order."""
     import pandas as pd
 
-    from simulator.events import events_between
-    from streaming.topics import SOURCES
-
     window_start = start
     while True:
         window_end = datetime.combine(window_start.date() + timedelta(days=1), datetime.min.time(), UTC)
@@ -72,7 +77,7 @@ def simulated_messages(world, start: datetime) -> Iterator[Message]:
             frames.append(pd.DataFrame({
                 "instant": pd.to_datetime(frame["event_time"], utc=True, format="ISO8601"),
                 "source": name,
-                "key": frame[SOURCES[name].key].astype(str),
+                "key": frame[SHOPPER_STREAMS[name].key].astype(str),
                 "value": frame.to_json(orient="records", lines=True).splitlines(),
                 "event_id": frame["event_id"],
             }))
@@ -86,9 +91,7 @@ def simulated_messages(world, start: datetime) -> Iterator[Message]:
 def malformed(message: Message, kind: str) -> Message:
     """A broken copy of a valid message: truncated JSON, a non-numeric value in the first typed
     column, or without its required key columns."""
-    from streaming.topics import SOURCES
-
-    source = SOURCES[message.source]
+    source = SHOPPER_STREAMS[message.source]
     if kind == "bad_json":
         return Message(message.source, message.key, message.value[: len(message.value) // 2], message.event_id)
     fields = json.loads(message.value)
@@ -103,26 +106,6 @@ def malformed(message: Message, kind: str) -> Message:
     return Message(message.source, message.key, json.dumps(fields), message.event_id)
 
 
-def kafka_producer(bootstrap_servers: str, **overrides):
-    """A producer that neither loses nor duplicates: acks from all in-sync replicas, idempotence (the
-    broker drops a retried batch it already has), unbounded retries within the delivery timeout, and
-    at most 5 requests in flight (the most idempotence keeps in order). `overrides` change other
-    kafka-python options (timeouts, batching) for callers that must not wait as long."""
-    from kafka import KafkaProducer
-
-    return KafkaProducer(**{
-        "bootstrap_servers": bootstrap_servers,
-        "acks": "all",
-        "enable_idempotence": True,
-        "retries": sys.maxsize,
-        "max_in_flight_requests_per_connection": 5,
-        "delivery_timeout_ms": 180_000,
-        "linger_ms": 20,
-        "batch_size": 256 * 1024,
-        **overrides,
-    })
-
-
 def produce(settings, count: int | None = None, duration_s: float | None = None, rate: float | None = None,
             malformed_count: int = 0, start: datetime | None = None, seed: int | None = None,
             sources: list[str] | None = None) -> Produced:
@@ -131,15 +114,11 @@ def produce(settings, count: int | None = None, duration_s: float | None = None,
 
     Returns only after every message is acknowledged; raises ProduceError otherwise.
     """
-    from simulator.config import SimConfig
-    from simulator.world import World
-    from streaming.topics import SOURCES, ensure_topics
-
     if count is None and duration_s is None:
         raise ValueError("give a count or a duration: the producer always stops by itself")
     if malformed_count and count is None:
         raise ValueError("malformed messages are spread over a counted run: give a count")
-    wanted = [SOURCES[s] for s in (sources or list(SOURCES))]
+    wanted = [SHOPPER_STREAMS[s] for s in (sources or list(SHOPPER_STREAMS))]
     ensure_topics(settings, wanted)
     topics = {s.name: s.topic(settings) for s in wanted}
     world = World(SimConfig() if seed is None else SimConfig(seed=seed))
@@ -210,8 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from lakehouse.log import configure_logging
-    from lakehouse.settings import get_settings
 
     configure_logging()
     if args.malformed and args.count is None:

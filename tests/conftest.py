@@ -75,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Kafka and MLflow take tens of seconds to come up: launch them now, so that they start while the
     # Spark tests run, and let the `stack` fixture wait for their health.
     if _wants_integration(config):
-        from lakehouse.stack import Stack
+        from orchestration.stack import Stack
 
         # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
         config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow"])

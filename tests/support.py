@@ -23,8 +23,8 @@ def free_port() -> int:
 def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
     """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
     its own tests, with its own webhook receiver and API)."""
-    from lakehouse.dag import STEP_ORDER
-    from lakehouse.pipeline import run_pipeline
+    from orchestration.runner import run_pipeline
+    from orchestration.steps import STEP_ORDER
     from simulator.config import SimConfig
     from simulator.generate import generate
 

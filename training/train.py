@@ -11,7 +11,6 @@ evaluation against it (`training.evaluate`; never used for training).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from features.point_in_time import training_set
 from lakehouse.delta import read_delta, table_version
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings
 from lakehouse.tables import table
 from training import demand, plots, registry, shipping
 
@@ -52,8 +52,6 @@ class TrainResult:
 
 def pricing_frame(spark: SparkSession, settings: Settings) -> pd.DataFrame:
     """SKU-day labels with the features known at the start of their day (point in time)."""
-    from features.point_in_time import training_set
-
     daily = read_delta(spark, table("gold.pricing_daily").location(settings))
     first, last = daily.agg(F.min("date"), F.max("date")).first()
     if first is None:
@@ -193,28 +191,20 @@ def promote_all(spark: SparkSession, settings: Settings, models: tuple[str, ...]
             for name in models]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=MODELS, action="append",
-                        help="only this model (repeatable; default: both)")
+def train_step(spark: SparkSession, settings: Settings, model: list[str] | None = None) -> str:
+    """The pipeline step `train` (orchestration.steps)."""
+    return ", ".join(result.summary() for result in run(spark, settings, tuple(model or MODELS)))
 
 
-def main(args: argparse.Namespace) -> int:
-    from lakehouse.spark import get_spark
+def evaluate_step(spark: SparkSession, settings: Settings, model: list[str] | None = None) -> str:
+    """The pipeline step `evaluate` (orchestration.steps)."""
+    evaluations = evaluate_all(spark, settings, tuple(model or MODELS))
+    return ", ".join(f"{e.model}: challenger v{e.challenger} {e.challenger_score} vs champion v{e.champion} "
+                     f"{e.champion_score} on {e.holdout}" if e.challenger_score is not None
+                     else f"{e.model}: nothing to compare" for e in evaluations)
 
-    settings = get_settings()
-    models = tuple(args.model or MODELS)
-    spark = get_spark(args.command, settings)
-    if args.command == "evaluate":
-        for evaluation in evaluate_all(spark, settings, models):
-            print(f"{evaluation.model:<9} champion v{evaluation.champion} {evaluation.champion_score} "
-                  f"challenger v{evaluation.challenger} {evaluation.challenger_score} on {evaluation.holdout}")
-    elif args.command == "promote":
-        for result in promote_all(spark, settings, models):
-            print(f"{result.model:<9} champion v{result.champion} challenger v{result.challenger}: "
-                  f"{'promoted' if result.promoted else 'unchanged'} ({result.reason})")
-    else:
-        for result in run(spark, settings, models):
-            print(f"{result.model:<9} v{result.version} run {result.run_id} " +
-                  " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
-    return 0
 
+def promote_step(spark: SparkSession, settings: Settings, model: list[str] | None = None) -> str:
+    """The pipeline step `promote` (orchestration.steps)."""
+    return ", ".join(f"{r.model}: {'promoted' if r.promoted else 'unchanged'} ({r.reason})"
+                     for r in promote_all(spark, settings, tuple(model or MODELS)))

@@ -29,5 +29,3 @@ DECISION_FIELDS: dict[str, str] = {
     "fallback": "boolean",  # the rule-based fallback answered because a model or features were missing
     "latency_ms": "double",  # time spent answering
 }
-
-DECISION_KEY: tuple[str, ...] = ("decision_id",)

@@ -7,7 +7,6 @@ Money is USD, weights kg, volumes cm3, times UTC.
 from __future__ import annotations
 
 from pyspark.sql.types import (
-    ArrayType,
     BooleanType,
     DataType,
     DateType,
@@ -92,15 +91,6 @@ SHIPPING_FEATURES = _schema(
     ("shipping_charged_usd", DoubleType()),
     ("actual_shipping_cost_usd", DoubleType()),
 )
-
-# Rows a gold drop rule removed: the row as JSON with its key and the names of the rules it failed.
-GOLD_QUARANTINE = StructType([
-    StructField("table", StringType(), False),
-    StructField("record_key", StringType(), False),
-    StructField("failed_rules", ArrayType(StringType()), False),
-    StructField("record", StringType(), False),
-    StructField("run_id", StringType(), False),
-])
 
 GOLD_SCHEMAS: dict[str, StructType] = {
     "pricing_daily": PRICING_DAILY,

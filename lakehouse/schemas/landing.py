@@ -2,7 +2,7 @@
 
 Batch ingestion reads every landing file with exactly these schemas (nothing is inferred) and the
 simulator derives its writers' column lists and types from them. Grain: one schema per source; files
-live at `<landing>/<source>/ingest_date=YYYY-MM-DD/part-00000.<LANDING_FORMATS[source]>`.
+live at `<landing>/<source>/ingest_date=YYYY-MM-DD/part-00000.<format>` (formats in `lakehouse.sources`).
 
 Conventions:
 - Identifiers arrive as sent: `sku` in several spellings (canonical `SKU-000123`), postal codes in
@@ -11,7 +11,7 @@ Conventions:
   parses them to UTC. Plain calendar dates (`YYYY-MM-DD`) are `DateType`; Parquet timestamps are
   true instants (`TimestampType`, UTC).
 - Money is `DoubleType` in the currency named by the row's `currency` column.
-- Columns that appear mid-history (`products.color`, `transactions.coupon_code`) are deliberately
+- Columns that appear mid-history (a source's `late_columns` in `lakehouse.sources`) are deliberately
   NOT declared: ingestion must rescue them as unexpected fields.
 """
 
@@ -155,40 +155,7 @@ CLICKSTREAM = _schema(
     ("decision_id", StringType()),
 )
 
-LANDING_SCHEMAS: dict[str, StructType] = {
-    "products": PRODUCTS,
-    "suppliers": SUPPLIERS,
-    "market_prices": MARKET_PRICES,
-    "fx_rates": FX_RATES,
-    "shipping_rates": SHIPPING_RATES,
-    "shipping_zones": SHIPPING_ZONES,
-    "customers": CUSTOMERS,
-    "transactions": TRANSACTIONS,
-    "clickstream": CLICKSTREAM,
-}
-
-LANDING_FORMATS: dict[str, str] = {
-    "products": "csv",
-    "suppliers": "json",
-    "market_prices": "parquet",
-    "fx_rates": "csv",
-    "shipping_rates": "csv",
-    "shipping_zones": "csv",
-    "customers": "csv",
-    "transactions": "json",
-    "clickstream": "json",
-}
-
 # The API's decision log arrives only through Kafka (no landing file). A field's type is as the JSON
 # message carries it: `guardrails` stays the JSON array's text, which silver parses (like event times).
 _AS_SENT = {"string": StringType(), "double": DoubleType(), "boolean": BooleanType(), "array<string>": StringType()}
 DECISIONS = _schema(*((name, _AS_SENT[kind]) for name, kind in DECISION_FIELDS.items()))
-
-# Every source's schema as sent: the landing files' and the Kafka-only decision log.
-SOURCE_SCHEMAS: dict[str, StructType] = {**LANDING_SCHEMAS, "decisions": DECISIONS}
-
-# Columns a source starts sending mid-history (see docs/simulator.md); not part of the schemas above.
-LANDING_LATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "products": ("color",),
-    "transactions": ("coupon_code",),
-}

@@ -1,6 +1,6 @@
 """Silver schemas: one conformed, de-duplicated table per source, declared once.
 
-Conventions (the standardization rules of `spark_jobs.silver`, documented in docs/quality.md):
+Conventions (the standardization rules of `transforms.standardize`, documented in docs/quality.md):
 - `sku` is canonical `SKU-000123`; postal codes are 5-digit ZIPs with their `delivery_zone`.
 - Weights are kilograms (`*_kg`), dimensions centimetres (`*_cm`).
 - Money keeps the amount as sent with its `currency`, plus `<amount>_usd` at the fx rate of the row's
@@ -24,7 +24,6 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.schemas.decisions import DECISION_FIELDS
-from lakehouse.schemas.keys import LANDING_KEYS
 
 # The bronze row each silver row comes from: unexpected fields as sent, file, ingestion run and date.
 LINEAGE = (
@@ -172,25 +171,3 @@ def _decision_fields():
 
 
 DECISIONS = _schema(*_decision_fields())
-
-SILVER_SCHEMAS: dict[str, StructType] = {
-    "products": PRODUCTS,
-    "suppliers": SUPPLIERS,
-    "market_prices": MARKET_PRICES,
-    "fx_rates": FX_RATES,
-    "shipping_rates": SHIPPING_RATES,
-    "shipping_zones": SHIPPING_ZONES,
-    "customers": CUSTOMERS,
-    "transactions": TRANSACTIONS,
-    "clickstream": CLICKSTREAM,
-    "decisions": DECISIONS,
-}
-
-# Silver keeps the landing natural keys (after standardization, so `sku000123` and `SKU-000123` are one).
-SILVER_KEYS: dict[str, tuple[str, ...]] = dict(LANDING_KEYS)
-
-# Promotion order: fx rates and the zone chart first, because the others are converted and zoned with them.
-PROMOTION_ORDER: tuple[str, ...] = (
-    "fx_rates", "shipping_zones", "shipping_rates", "products", "suppliers", "market_prices",
-    "customers", "transactions", "clickstream", "decisions",
-)

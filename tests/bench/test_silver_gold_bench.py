@@ -21,13 +21,12 @@ from bench.silver_gold import (
     records,
     table_profile,
 )
-from expectations.rules import Rule, Severity
-from expectations.suites import Between, InSet, NotNull, Regex
 from lakehouse.delta import read_delta
+from lakehouse.quality import BETWEEN, IN_SET, MATCHES, NOT_NULL, Rule, Severity
 from lakehouse.schemas.gold import GOLD_SCHEMAS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
-from spark_jobs.promote_silver import bronze_columns
+from spark_jobs.silver import bronze_columns
 
 TINY = dict(skus=100, days=4, scale=0.1)
 # Ingest, silver and gold of nine sources with their Great Expectations suites: minutes on a loaded machine.
@@ -39,12 +38,12 @@ def both_sides(spark, settings, tmp_path_factory):
     """A tiny market ingested into bronze, then silver and gold by the Spark jobs and by DuckDB."""
     from simulator.config import SimConfig
     from simulator.generate import generate
-    from spark_jobs import gold, ingest, promote_silver
+    from spark_jobs import gold, ingest, silver
 
     own = Settings(state_dir=tmp_path_factory.mktemp("silver_gold_bench"), jars_dir=settings.jars_dir)
     generate(SimConfig(seed=11, **TINY), own.landing_dir, own.truth_dir)
     ingest.run(spark, own, list(SOURCES))
-    promote_silver.run(spark, own)
+    silver.run(spark, own)
     gold.run(spark, own, force=True)
     con = duck.connect()
     result = duck.run(con, bronze_locations(own))
@@ -114,10 +113,10 @@ def test_rules_count_and_split_rows_as_the_spark_predicates_do():
     con.execute("CREATE TABLE batch AS SELECT * FROM (VALUES ('k1', 5.0::DOUBLE, 'USD'), ('k2', -1.0, 'USD'), "
                 "('k3', NULL, 'XXX'), ('k4', 0.0, NULL)) t(key, price, currency)")
     con.execute("CREATE TABLE quarantine (source VARCHAR, record_key VARCHAR, failed_rules VARCHAR[], record VARCHAR)")
-    rules = (Rule("price_present", Severity.DROP, NotNull, {"column": "price"}),
-             Rule("price_positive", Severity.DROP, Between, {"column": "price", "min_value": 0, "strict_min": True}),
-             Rule("currency_known", Severity.WARN, InSet, {"column": "currency", "value_set": ["USD"]}),
-             Rule("key_shape", Severity.FAIL, Regex, {"column": "key", "regex": r"^k\d$"}))
+    rules = (Rule("price_present", Severity.DROP, NOT_NULL, {"column": "price"}),
+             Rule("price_positive", Severity.DROP, BETWEEN, {"column": "price", "min_value": 0, "strict_min": True}),
+             Rule("currency_known", Severity.WARN, IN_SET, {"column": "currency", "value_set": ["USD"]}),
+             Rule("key_shape", Severity.FAIL, MATCHES, {"column": "key", "regex": r"^k\d$"}))
     result = duck.gate_and_split(con, "batch", "kept", rules, ("key",), "quarantine", "prices",
                                  ("key", "price", "currency"))
     # Like Great Expectations, column-map rules other than not-null ignore nulls (k3 fails only price_present).
@@ -127,7 +126,7 @@ def test_rules_count_and_split_rows_as_the_spark_predicates_do():
     assert con.execute("SELECT record_key, failed_rules FROM quarantine ORDER BY record_key").fetchall() == [
         ('{"key":"k2"}', ["price_positive"]), ('{"key":"k3"}', ["price_present"]),
         ('{"key":"k4"}', ["price_positive"])]
-    failing = (Rule("key_shape", Severity.FAIL, Regex, {"column": "key", "regex": r"^x"}),)
+    failing = (Rule("key_shape", Severity.FAIL, MATCHES, {"column": "key", "regex": r"^x"}),)
     with pytest.raises(duck.QualityGateError, match=r"key_shape"):
         duck.gate_and_split(con, "batch", "kept2", failing, ("key",), "quarantine", "prices", ("key",))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.dag import RETRIES, RETRY_DELAY_S, STEP_ORDER
 from lakehouse.settings import REPO_ROOT
+from orchestration.steps import RETRIES, RETRY_DELAY_S, STEP_ORDER
 
 AIRFLOW_DIR = REPO_ROOT / "infra" / "airflow"
 LOCK = AIRFLOW_DIR / "requirements.lock"

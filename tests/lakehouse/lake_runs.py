@@ -29,7 +29,7 @@ def _without_lineage(record: str) -> str:
 def run_batch(state_dir, env: dict[str, str]) -> None:
     """`lakehouse pipeline` for ingest -> silver -> gold on the landing zone of `state_dir`."""
     steps = [arg for step in BATCH_STEPS for arg in ("--step", step)]
-    done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "pipeline", *steps, "--retries", "0"],
+    done = subprocess.run([sys.executable, "-m", "orchestration.cli", "pipeline", *steps, "--retries", "0"],
                           env={**os.environ, "LAKEHOUSE_STATE_DIR": str(state_dir), **env}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

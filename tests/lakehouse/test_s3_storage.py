@@ -3,7 +3,7 @@
 import pytest
 
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack
+from orchestration.stack import Stack
 from tests.lakehouse.lake_runs import assert_same_lake, lake_contents, run_batch
 from tests.support import free_port
 

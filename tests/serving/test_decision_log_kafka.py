@@ -9,13 +9,13 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.delta import read_delta
+from lakehouse.kafka import kafka_producer
+from lakehouse.streams import DEAD_LETTER, DECISION_LOG
 from lakehouse.tables import table
 from serving.decision_log import DecisionLogger, decision_record, encode
 from serving.metrics import ServingMetrics
-from spark_jobs import promote_silver
+from spark_jobs import silver as silver_job
 from streaming.bronze import StreamOptions, start
-from streaming.producer import kafka_producer
-from streaming.topics import DEAD_LETTER, DECISION_LOG
 
 pytestmark = pytest.mark.integration
 
@@ -92,8 +92,8 @@ def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_s
     assert [tuple(r) for r in dead] == [("decisions", "missing_required: decision_id", '{"endpoint": "pricing"}')]
 
     # Silver leaves stream rows younger than the grace period for the next run; these were just written.
-    monkeypatch.setattr(promote_silver, "STREAM_GRACE", timedelta(0))
-    [result] = promote_silver.run(spark, own_settings, ["decisions"])
+    monkeypatch.setattr(silver_job, "STREAM_GRACE", timedelta(0))
+    [result] = silver_job.run(spark, own_settings, ["decisions"])
 
     assert (result.rows_read, result.promoted, result.quarantined) == (4, 3, 1)
     silver = read_delta(spark, table("silver.decisions").location(own_settings))

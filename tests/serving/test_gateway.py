@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
-from lakehouse import cli
+from orchestration import cli
 from serving import gateway
 from serving.gateway import (
     BodySizeLimit,

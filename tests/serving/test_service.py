@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from lakehouse.stack import Stack
+from orchestration.stack import Stack
 from serving.gateway import initial_key_file
 from tests.support import free_port
 

@@ -120,10 +120,10 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     from fastapi.testclient import TestClient
     from kafka import KafkaConsumer
 
+    from lakehouse.streams import SHOPPER_STREAMS
     from serving.app import create_app
     from serving.gateway import API_KEY_HEADER, initial_key_file
     from simulator.shoppers import run
-    from streaming.topics import SOURCES
 
     lake = simulated_lake[0].model_copy(update={"kafka_topic_prefix": f"test-{uuid.uuid4().hex[:8]}"})
     with TestClient(create_app(lake)) as client:  # an httpx client on the app's ASGI interface
@@ -136,8 +136,9 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     truth = pd.read_parquet(result.truth_path)
     assert result.sessions == 15 and len(truth) == result.decisions
     assert set(truth["variant"]) <= {"model", "rule_based"} and truth["experiment"].eq("pricing_model_vs_rules").all()
-    consumer = KafkaConsumer(*(s.topic(lake) for s in SOURCES.values()), bootstrap_servers=lake.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+    consumer = KafkaConsumer(*(s.topic(lake) for s in SHOPPER_STREAMS.values()),
+                             bootstrap_servers=lake.kafka_bootstrap_servers, auto_offset_reset="earliest",
+                             consumer_timeout_ms=20_000)
     try:
         received = []
         for message in consumer:
@@ -146,8 +147,8 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
                 break
     finally:
         consumer.close()
-    events = [value for topic, value in received if topic == SOURCES["clickstream"].topic(lake)]
-    lines = [value for topic, value in received if topic == SOURCES["transactions"].topic(lake)]
+    events = [value for topic, value in received if topic == SHOPPER_STREAMS["clickstream"].topic(lake)]
+    lines = [value for topic, value in received if topic == SHOPPER_STREAMS["transactions"].topic(lake)]
     assert sorted(e["event_id"] for e in events + lines) == sorted(result.event_ids)
     views = [e for e in events if e["event_type"] == "view"]
     assert sorted(v["decision_id"] for v in views) == sorted(truth["decision_id"])

@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import BooleanType, DateType, DoubleType, IntegerType, StringType
 
-from lakehouse.schemas.landing import LANDING_FORMATS, LANDING_LATE_COLUMNS, LANDING_SCHEMAS
+from lakehouse.sources import LANDING_SOURCES
 from simulator import truth
 from simulator.config import DirtRates, SimConfig
 from simulator.dirt import DIRT_SPECS
@@ -99,12 +99,12 @@ def test_same_seed_gives_identical_files_and_another_seed_different_data(generat
     assert first.keys() == second.keys()
     changed = {k.split("/")[1] for k in first if first[k] != second[k] and k.startswith("landing/")}
     # The zone chart is a fixed geography; every other source depends on the seed.
-    assert changed == set(LANDING_SCHEMAS) - {"shipping_zones"}
+    assert changed == set(LANDING_SOURCES) - {"shipping_zones"}
 
 
 def test_layout_has_one_file_per_source_and_ingest_date(generated):
     landing = generated / "landing"
-    for source, fmt in LANDING_FORMATS.items():
+    for source, fmt in ((n, s.landing_format) for n, s in LANDING_SOURCES.items()):
         files = _files(landing, source)
         expected_days = {"shipping_zones": [0], "shipping_rates": [0, CONFIG.days // 2]}.get(
             source, range(CONFIG.days))
@@ -115,11 +115,11 @@ def test_layout_has_one_file_per_source_and_ingest_date(generated):
 def test_every_file_has_the_declared_columns_and_types(generated):
     landing = generated / "landing"
     drift_from = {"products": CONFIG.dirt.color_from_day, "transactions": CONFIG.dirt.coupon_code_from_day}
-    for source, schema in LANDING_SCHEMAS.items():
-        fmt = LANDING_FORMATS[source]
+    for source, schema in ((n, s.landing) for n, s in LANDING_SOURCES.items()):
+        fmt = LANDING_SOURCES[source].landing_format
         for ingest, path in _files(landing, source):
             day = CONFIG.day_of(ingest)
-            late = list(LANDING_LATE_COLUMNS.get(source, ())) if 0 < day and day >= drift_from.get(
+            late = list(LANDING_SOURCES[source].late_columns) if 0 < day and day >= drift_from.get(
                 source, CONFIG.days) else []
             if fmt == "parquet":
                 assert pq.read_schema(path).equals(to_arrow_schema(schema), check_metadata=False)
@@ -137,7 +137,7 @@ def test_every_file_has_the_declared_columns_and_types(generated):
 
 def _recount(landing: Path, source: str) -> dict[str, dict[str, int]]:
     """Defects counted from the files alone: parse failures, repeats, late, nulls, bad values."""
-    spec, fmt = DIRT_SPECS.get(source), LANDING_FORMATS[source]
+    spec, fmt = DIRT_SPECS.get(source), LANDING_SOURCES[source].landing_format
     seen: set = set()
     counts = {}
     for ingest, path in _files(landing, source):
@@ -169,9 +169,9 @@ def _recount(landing: Path, source: str) -> dict[str, dict[str, int]]:
 
 def test_dirt_manifest_counts_equal_what_is_in_the_files(generated):
     manifest = json.loads((generated / "truth" / MANIFEST_FILE).read_text())
-    assert set(manifest) == set(LANDING_SCHEMAS)
+    assert set(manifest) == set(LANDING_SOURCES)
     totals: dict[str, int] = {}
-    for source in LANDING_SCHEMAS:
+    for source in LANDING_SOURCES:
         recounted = _recount(generated / "landing", source)
         written = {d: {k: v for k, v in c.items() if isinstance(v, int)} for d, c in manifest[source].items()}
         assert written == recounted, source

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
-from simulator.config import CATEGORIES, SimConfig
+from simulator.config import CATEGORY_PARAMS, SimConfig
 from simulator.events import events_between, simulate_day
 from simulator.sources import fx_rates, market_prices, shipping_rates, shipping_zones
 from simulator.truth import Truth, sku_table
@@ -65,11 +65,11 @@ def test_price_elasticity_is_recovered_from_clickstream_and_competitor_prices():
     log_price = np.log(data["price"].to_numpy())
     # An SKU no competitor sells has a constant competitor term, absorbed by its fixed effect.
     log_competitor = np.log(data["competitor_min"].fillna(1.0).to_numpy())
-    x = np.column_stack([np.eye(len(CATEGORIES))[category] * log_price[:, None], log_competitor])
+    x = np.column_stack([np.eye(len(CATEGORY_PARAMS))[category] * log_price[:, None], log_competitor])
     slopes = _poisson_fixed_effects(data["lines"].to_numpy(float), data["views"].to_numpy(float), x, group)
 
-    configured = np.array([c[1] for c in CATEGORIES])
-    truth = np.array([world.elasticity[world.category == c].mean() for c in range(len(CATEGORIES))])
+    configured = np.array([c[1] for c in CATEGORY_PARAMS])
+    truth = np.array([world.elasticity[world.category == c].mean() for c in range(len(CATEGORY_PARAMS))])
     assert np.abs(truth - configured).max() < 0.2  # the per-SKU noise is centred on the category mean
     assert np.abs(slopes[:-1] - truth).max() < 0.6
     assert np.abs(slopes[:-1] - truth).mean() < 0.25

@@ -6,16 +6,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
-from lakehouse.schemas.landing import LANDING_SCHEMAS
 from lakehouse.schemas.silver import LINEAGE
 from lakehouse.settings import Settings
-from lakehouse.tables import INGEST_DATE_PARTITIONS, table
+from lakehouse.sources import INGEST_DATE_PARTITIONS, LANDING_SOURCES
+from lakehouse.tables import table
 
 
 def bronze_frame(spark: SparkSession, source: str,
                  rows: list[tuple[dict, str | None, datetime, date]]) -> DataFrame:
     """Bronze rows of `source` from (declared values, _rescued_data, _ingested_at, ingest_date)."""
-    declared = LANDING_SCHEMAS[source]
+    declared = LANDING_SOURCES[source].landing
     schema = StructType([*declared.fields, *[StructField(n, t) for n, t in LINEAGE]])
     return spark.createDataFrame([(*[values.get(c) for c in declared.fieldNames()], rescued, f"file:{day}",
                                    f"batch-{at:%H%M}", at, day) for values, rescued, at, day in rows], schema)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from lakehouse.settings import Settings
+from lakehouse.tables import table
 from readout.frames import readout_rows
 from serving.experiments import parse_config
 from spark_jobs import demo, readout
@@ -49,19 +50,8 @@ def test_the_report_puts_the_true_lift_next_to_the_measured_one():
     assert lines[-1] == "sample ratio: p = 1 -> ok"
 
 
-def test_old_clickstream_tables_get_the_decision_id_column_and_landing_is_awaited(spark, settings, tmp_path):
-    from lakehouse.delta import read_delta
-    from lakehouse.tables import table
-
+def test_the_demo_waits_until_every_sent_event_and_decision_landed(spark, settings, tmp_path):
     lake = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir)
-    # bronze.clickstream as written before the column existed; silver.clickstream not created yet
-    spark.createDataFrame([("e0", "view")], "event_id string, event_type string").write.format("delta").save(
-        table("bronze.clickstream").location(lake))
-    assert demo.add_decision_id_columns(spark, lake) == ["bronze.clickstream"]
-    assert read_delta(spark, table("bronze.clickstream").location(lake)).columns == [
-        "event_id", "event_type", "decision_id"]
-    assert demo.add_decision_id_columns(spark, lake) == []  # idempotent
-
     at = datetime(2026, 11, 24, 10, 0, 5)
     for name, column, ids in (("bronze.clickstream_stream", "event_id", ["e1", "e2", "other"]),
                               ("bronze.transactions_stream", "event_id", ["t1"]),

@@ -1,9 +1,7 @@
 """The gold job on a small simulated data set: ingest -> silver -> gold in a temp lake, checked against the
 simulator's truth; re-runs, a failing gate and the quarantine."""
 
-import argparse
 
-import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,16 +9,17 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from expectations.rules import Rule, Severity
 from expectations.suites import GOLD_SUITES
 from lakehouse.delta import delta_exists, read_delta, table_version
-from lakehouse.schemas.landing import LANDING_SCHEMAS
+from lakehouse.quality import BETWEEN, Rule, Severity
 from lakehouse.settings import Settings
+from lakehouse.sources import LANDING_SOURCES
 from lakehouse.tables import TABLES, table
+from orchestration import cli
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.truth import load
-from spark_jobs import gold, ingest, promote_silver
+from spark_jobs import gold, ingest, silver
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +27,8 @@ def built(tmp_path_factory, spark, settings):
     own = Settings(state_dir=tmp_path_factory.mktemp("gold"), jars_dir=settings.jars_dir)
     # Four days: the rate change (day days // 2) falls inside, so both rate-card versions are used.
     generate(SimConfig(seed=11, skus=100, days=4, scale=0.3), own.landing_dir, own.truth_dir)
-    ingest.run(spark, own, sorted(LANDING_SCHEMAS))
-    promote_silver.run(spark, own)
+    ingest.run(spark, own, sorted(LANDING_SOURCES))
+    silver.run(spark, own)
     return own, gold.run(spark, own, run_id="build-1")
 
 
@@ -120,14 +119,15 @@ def test_a_rerun_on_unchanged_silver_writes_nothing(spark, built):
 def test_a_failed_fail_rule_leaves_every_gold_table_unchanged_and_exits_2_naming_it(spark, built, monkeypatch,
                                                                                      capsys):
     settings, _ = built
-    never_heavy = Rule("parcels_under_1_gram", Severity.FAIL, gxe.ExpectColumnValuesToBeBetween,
+    never_heavy = Rule("parcels_under_1_gram", Severity.FAIL, BETWEEN,
                        {"column": "billable_weight_kg", "max_value": 0.001})
-    monkeypatch.setattr("expectations.suites.GOLD_SUITES",
+    monkeypatch.setattr(gold, "GOLD_SUITES",
                         {**GOLD_SUITES, "shipping_features": (*GOLD_SUITES["shipping_features"], never_heavy)})
-    monkeypatch.setattr(gold, "get_settings", lambda: settings)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(cli, "get_spark", lambda *args: spark)
     gold_versions = _versions(spark, settings, layers=("gold",))
 
-    assert gold.main(argparse.Namespace(force=True)) == 2
+    assert cli.main(["gold", "--force"]) == 2
 
     assert "shipping_features.parcels_under_1_gram" in capsys.readouterr().err
     assert _versions(spark, settings, layers=("gold",)) == gold_versions

@@ -8,8 +8,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.delta import read_delta
-from lakehouse.schemas.landing import LANDING_SCHEMAS
 from lakehouse.settings import Settings
+from lakehouse.sources import LANDING_SOURCES
 from lakehouse.tables import table
 from simulator.config import DirtRates, SimConfig
 from simulator.generate import generate
@@ -24,7 +24,7 @@ def ingested(tmp_path_factory, spark, settings):
     config = SimConfig(seed=11, skus=100, days=4, scale=0.3,
                        dirt=DirtRates(color_from_day=2, coupon_code_from_day=2))
     generate(config, own.landing_dir, own.truth_dir)
-    run(spark, own, sorted(LANDING_SCHEMAS))
+    run(spark, own, sorted(LANDING_SOURCES))
     manifest = json.loads((own.truth_dir / "dirt_manifest.json").read_text())
     return own, manifest
 
@@ -36,7 +36,7 @@ def _per_date(frame, *filters):
     return Counter({row.ingest_date.isoformat(): row["count"] for row in counts})
 
 
-@pytest.mark.parametrize("source", sorted(LANDING_SCHEMAS))
+@pytest.mark.parametrize("source", sorted(LANDING_SOURCES))
 def test_every_line_is_in_bronze_or_quarantined_and_only_corrupt_lines_are_quarantined(spark, ingested, source):
     settings, manifest = ingested
     if source not in manifest:

@@ -12,10 +12,10 @@ import pytest
 
 from lakehouse.delta import read_delta
 from lakehouse.schemas.gold import PRICING_FEATURES
+from lakehouse.schemas.ops import QUALITY_RESULTS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from spark_jobs import monitor
-from spark_jobs.promote_silver import QUALITY_RESULTS_SCHEMA
 from tests.support import free_port
 
 
@@ -50,7 +50,7 @@ def _quality_run(spark, settings, run_id, success, at):
              success, 0 if success else 3, 10, at),
             (run_id, "silver.transactions", "carrier_present", "ExpectColumnValuesToNotBeNull", "{}", "warn",
              False, 1, 10, at)]
-    spark.createDataFrame(rows, QUALITY_RESULTS_SCHEMA).write.format("delta").mode("append").save(
+    spark.createDataFrame(rows, QUALITY_RESULTS).write.format("delta").mode("append").save(
         table("ops.quality_results").location(settings))
 
 

@@ -8,10 +8,10 @@ import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.delta import read_delta
+from lakehouse.delta import read_delta, records
 from lakehouse.schemas.readout import EXPERIMENT_READOUT
-from lakehouse.schemas.silver import SILVER_SCHEMAS
 from lakehouse.settings import Settings
+from lakehouse.sources import SOURCES
 from lakehouse.tables import table
 from readout.frames import VISITOR_COLUMNS, readout_rows
 from spark_jobs import readout
@@ -33,7 +33,7 @@ AT = datetime(2026, 11, 2, 9, 30)
 
 
 def write_silver(spark, settings, name: str, rows: list[dict]) -> None:
-    schema = SILVER_SCHEMAS[name]
+    schema = SOURCES[name].silver
     full = [Row(**{f.name: row.get(f.name) for f in schema.fields}) for row in rows]
     spark.createDataFrame(full, schema).write.format("delta").mode("overwrite").save(
         table(f"silver.{name}").location(settings))
@@ -124,7 +124,7 @@ def test_the_job_appends_the_whole_readout_to_gold(spark, lake):
     expected = readout_rows(VISITORS, EXP, "rule_based", {"model": 50, "rule_based": 50}, "r1", AT)
     written = read_delta(spark, table("gold.experiment_readout").location(lake))
     assert [(f.name, f.dataType) for f in written.schema] == [(f.name, f.dataType) for f in EXPERIMENT_READOUT]
-    assertDataFrameEqual(written, spark.createDataFrame(readout._records(expected), EXPERIMENT_READOUT))
+    assertDataFrameEqual(written, spark.createDataFrame(records(expected, EXPERIMENT_READOUT), EXPERIMENT_READOUT))
     rows = expected.set_index(["metric", "variant"])
     # hand-checked figures: conversion 2/3 vs 1/2, revenue per visitor 4.00 vs 10.00; 3 vs 2 visitors on a
     # 50/50 split: chi2 = 2 * 0.5^2 / 2.5 = 0.2 on 1 df

@@ -7,13 +7,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.delta import delta_exists, read_delta, table_version
-from lakehouse.schemas.landing import LANDING_SCHEMAS
-from lakehouse.schemas.silver import PROMOTION_ORDER
 from lakehouse.settings import Settings
+from lakehouse.sources import LANDING_SOURCES, PROMOTION_ORDER
 from lakehouse.tables import TABLES, table
 from simulator.config import DirtRates, SimConfig
 from simulator.generate import generate
-from spark_jobs import ingest, promote_silver
+from spark_jobs import ingest
+from spark_jobs import silver as silver_job
 
 # The manifest defects each source's drop rules remove, exactly: (nulls_by_column keys, out_of_range?).
 DROPPED = {
@@ -38,8 +38,8 @@ def promoted(tmp_path_factory, spark, settings):
     own = Settings(state_dir=tmp_path_factory.mktemp("silver_simulated"), jars_dir=settings.jars_dir)
     config = SimConfig(seed=11, skus=100, days=4, scale=0.3, dirt=DirtRates(color_from_day=2, coupon_code_from_day=2))
     generate(config, own.landing_dir, own.truth_dir)
-    ingest.run(spark, own, sorted(LANDING_SCHEMAS))
-    results = promote_silver.run(spark, own)
+    ingest.run(spark, own, sorted(LANDING_SOURCES))
+    results = silver_job.run(spark, own)
     manifest = json.loads((own.truth_dir / "dirt_manifest.json").read_text())
     return own, manifest, {r.source: r for r in results}
 
@@ -107,7 +107,7 @@ def test_a_rerun_reads_nothing_and_changes_no_table(spark, promoted):
     versions = {n: table_version(spark, TABLES[n].location(settings)) for n in names}
     transactions = sorted(read_delta(spark, table("silver.transactions").location(settings)).collect())
 
-    results = promote_silver.run(spark, settings)
+    results = silver_job.run(spark, settings)
 
     assert [r.rows_read for r in results] == [0] * len(PROMOTION_ORDER)
     assert {n: table_version(spark, TABLES[n].location(settings)) for n in names} == versions

@@ -6,13 +6,13 @@ from pyspark.sql import functions as F
 
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.settings import Settings
+from lakehouse.streams import DEAD_LETTER, SHOPPER_STREAMS
 from streaming.bronze import StreamOptions, start
-from streaming.topics import DEAD_LETTER, SOURCES
 
 
 def run_available_now(spark, settings: Settings, sources=None, timeout_s: float = 120.0, **options) -> list:
     """Run the bronze queries until they have caught up with the topics; return the finished queries."""
-    queries = start(spark, settings, [SOURCES[s] for s in sources or SOURCES],
+    queries = start(spark, settings, [SHOPPER_STREAMS[s] for s in sources or SHOPPER_STREAMS],
                     StreamOptions("1 second", options.pop("max_offsets_per_trigger", None),
                                   trigger="available-now", **options))
     for query in queries:
@@ -23,7 +23,7 @@ def run_available_now(spark, settings: Settings, sources=None, timeout_s: float 
 
 
 def bronze_ids(spark, settings: Settings, source: str) -> list[str]:
-    location = SOURCES[source].bronze.location(settings)
+    location = SHOPPER_STREAMS[source].bronze.location(settings)
     if not delta_exists(spark, location):
         return []
     return [r.event_id for r in read_delta(spark, location).select("event_id").collect()]

@@ -11,12 +11,13 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from lakehouse.delta import read_delta
 from lakehouse.settings import Settings
+from lakehouse.streams import DEAD_LETTER, StreamSource
 from streaming.bronze import QUERY_ID_PROPERTY, BronzeBatchWriter
 from streaming.checkpoints import UnfinishedBatch, batch_committed, exclusive_checkpoints, unfinished_batch
-from streaming.topics import DEAD_LETTER, StreamSource
 
 SOURCE = StreamSource("transactions", StructType([StructField("event_id", StringType()),
-                                                  StructField("quantity", IntegerType())]), key="order_id")
+                                                  StructField("quantity", IntegerType())]), key="order_id",
+                      required=("event_id",))
 KAFKA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
 BAD = '{"event_id": "bad", "quantity": "two"}'
 

@@ -12,9 +12,9 @@ from streaming_helpers import bronze_ids, dead_letters, run_available_now
 
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack
+from lakehouse.streams import DEAD_LETTER, SHOPPER_STREAMS
+from orchestration.stack import Stack
 from streaming.producer import produce
-from streaming.topics import DEAD_LETTER, SOURCES
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ KILLS = 3
 
 
 def _landed(spark, settings: Settings) -> int:
-    locations = [s.bronze.location(settings) for s in SOURCES.values()] + [DEAD_LETTER.location(settings)]
+    locations = [s.bronze.location(settings) for s in SHOPPER_STREAMS.values()] + [DEAD_LETTER.location(settings)]
     return sum(read_delta(spark, loc).count() for loc in locations if delta_exists(spark, loc))
 
 

@@ -10,10 +10,10 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from streaming_helpers import bronze_ids, dead_letters, run_available_now
 
+from lakehouse.streams import SHOPPER_STREAMS
 from streaming.bronze import StreamOptions, start
 from streaming.checkpoints import CheckpointError, checkpoint_folder
 from streaming.producer import produce
-from streaming.topics import SOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_valid_messages_land_and_malformed_ones_go_to_the_dead_letter_table(spar
 
     landed = bronze_ids(spark, own_settings, "clickstream") + bronze_ids(spark, own_settings, "transactions")
     assert sorted(landed) == sorted(produced.event_ids)
-    for source in SOURCES:
+    for source in SHOPPER_STREAMS:
         assert len(bronze_ids(spark, own_settings, source)) == produced.sent[source]
     dead = dead_letters(spark, own_settings)
     assert produced.malformed == {"bad_json": 10, "wrong_type": 10, "missing_required": 10}
@@ -37,7 +37,7 @@ def test_valid_messages_land_and_malformed_ones_go_to_the_dead_letter_table(spar
                          [Row(reason=REASON[kind], count=n) for kind, n in produced.malformed.items()])
     assert dead.where(F.col("raw").isNull() | F.col("_kafka_offset").isNull()).count() == 0
     # Statistics only on what silver promotion filters the streamed rows by; log checkpoints seldom.
-    location = SOURCES["clickstream"].bronze.location(own_settings)
+    location = SHOPPER_STREAMS["clickstream"].bronze.location(own_settings)
     properties = dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{location}`").collect())
     assert properties["delta.dataSkippingStatsColumns"] == "_ingested_at"
     assert properties["delta.checkpointInterval"] == "100"
@@ -52,7 +52,7 @@ def test_no_micro_batch_exceeds_max_offsets_per_trigger(spark, own_settings):
     assert max(sizes) <= 100 and sum(sizes) == 450 and len(sizes) >= 5
     assert sorted(bronze_ids(spark, own_settings, "clickstream")) == sorted(produced.event_ids)
     # The Delta commits agree: one per micro-batch, none larger than the limit.
-    commits = (DeltaTable.forPath(spark, SOURCES["clickstream"].bronze.location(own_settings)).history()
+    commits = (DeltaTable.forPath(spark, SHOPPER_STREAMS["clickstream"].bronze.location(own_settings)).history()
                .where(F.col("userMetadata").isNotNull())
                .select(F.col("operationMetrics")["numOutputRows"].cast("int").alias("rows")).collect())
     assert len(commits) == len(sizes) and max(r.rows for r in commits) <= 100
@@ -61,21 +61,21 @@ def test_no_micro_batch_exceeds_max_offsets_per_trigger(spark, own_settings):
 def test_a_missing_or_damaged_checkpoint_is_refused_and_a_deliberate_reset_resumes_exactly(spark, own_settings):
     first = produce(own_settings, count=60, sources=["transactions"])
     run_available_now(spark, own_settings, sources=["transactions"])
-    folder = checkpoint_folder(own_settings, SOURCES["transactions"])
+    folder = checkpoint_folder(own_settings, SHOPPER_STREAMS["transactions"])
     options = StreamOptions("1 second", None, trigger="available-now")
 
     kept = folder.with_name("kept")
     shutil.move(folder, kept)
     with pytest.raises(CheckpointError, match=rf"checkpoint {folder} is missing or empty.*--reset-checkpoint"):
-        start(spark, own_settings, [SOURCES["transactions"]], options)
+        start(spark, own_settings, [SHOPPER_STREAMS["transactions"]], options)
     folder.mkdir()
     with pytest.raises(CheckpointError, match="missing or empty"):
-        start(spark, own_settings, [SOURCES["transactions"]], options)
+        start(spark, own_settings, [SHOPPER_STREAMS["transactions"]], options)
     shutil.rmtree(folder)
     shutil.move(kept, folder)
     (folder / "metadata").write_text("{not json")
     with pytest.raises(CheckpointError, match=rf"checkpoint {folder} is damaged \(metadata unreadable"):
-        start(spark, own_settings, [SOURCES["transactions"]], options)
+        start(spark, own_settings, [SHOPPER_STREAMS["transactions"]], options)
 
     second = produce(own_settings, count=40, sources=["transactions"])
     run_available_now(spark, own_settings, sources=["transactions"], reset_checkpoint=True)

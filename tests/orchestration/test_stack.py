@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from mlflow import MlflowClient
 
 from lakehouse.settings import Settings
-from lakehouse.stack import Stack, StackError, kafka_cluster_id
+from orchestration.stack import Stack, StackError, kafka_cluster_id
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration

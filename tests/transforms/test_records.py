@@ -4,7 +4,7 @@ from pyspark.sql import Row
 from pyspark.sql.types import DateType, DoubleType, IntegerType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.bronze import (
+from transforms.records import (
     bronze_rows,
     conform,
     quarantine_rows,

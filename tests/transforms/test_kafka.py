@@ -6,13 +6,13 @@ from pyspark.sql import Row
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
+from lakehouse.streams import StreamSource
 from streaming.producer import Message, malformed
-from streaming.topics import StreamSource
-from streaming.transforms import conformed_messages, dead_letter_rows, stream_bronze_rows
+from transforms.kafka import conformed_messages, dead_letter_rows, stream_bronze_rows
 
 SCHEMA = StructType([StructField("event_id", StringType()), StructField("line_number", IntegerType()),
                      StructField("quantity", IntegerType()), StructField("price", DoubleType())])
-SOURCE = StreamSource("transactions", SCHEMA, key="order_id")  # required: event_id
+SOURCE = StreamSource("transactions", SCHEMA, key="order_id", required=("event_id",))
 KAFKA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
 AT = datetime(2026, 11, 2, 23, 59, 59)
 INGESTED = datetime(2026, 11, 3, 0, 0, 5, tzinfo=UTC)

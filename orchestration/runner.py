@@ -1,9 +1,8 @@
-"""The daily DAG's steps (order and retry policy in `lakehouse.dag`) and the native runner.
+"""The native runner of the daily DAG's steps (declared in `orchestration.steps`).
 
-Each step is a function of (SparkSession, Settings) that returns a one-line summary. `run_pipeline` runs
-them in order (or a selection) with retries, logs progress per step and ends with a run summary, written
-to `<state>/pipeline_runs/<run id>.json` too. `make pipeline` / `lakehouse pipeline` run it natively; the
-Airflow DAG in `infra/airflow/` makes one task per step of `STEPS` calling `lakehouse pipeline --step NAME`.
+`run_pipeline` runs them in order (or a selection), each with its retry policy, logs progress per step and
+ends with a run summary, written to `<state>/pipeline_runs/<run id>.json` too. `make pipeline` /
+`lakehouse pipeline` run it; the Airflow DAG runs the same steps one task each.
 """
 
 from __future__ import annotations
@@ -18,73 +17,14 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
-from expectations.gate import QualityGateError
-from lakehouse.dag import RETRIES, RETRY_DELAY_S, STEP_ORDER
-from lakehouse.schemas.landing import LANDING_SCHEMAS
+from lakehouse.quality import QualityGateError
 from lakehouse.settings import Settings
+from orchestration.steps import STEP_ORDER, step
+from simulator.config import SimConfig
+from simulator.generate import generate
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[SparkSession, Settings], str]
-
-
-def _ingest(spark: SparkSession, settings: Settings) -> str:
-    from spark_jobs.ingest import run
-
-    results = run(spark, settings, sorted(LANDING_SCHEMAS))
-    return (f"{sum(r.rows for r in results)} rows from {sum(r.dates for r in results)} source-dates, "
-            f"{sum(r.quarantined for r in results)} quarantined")
-
-
-def _silver(spark: SparkSession, settings: Settings) -> str:
-    from spark_jobs.promote_silver import run
-
-    results = run(spark, settings)
-    return (f"{sum(r.promoted for r in results)} rows promoted from {sum(r.rows_read for r in results)} new bronze "
-            f"rows, {sum(r.quarantined for r in results)} quarantined, {sum(r.drift for r in results)} drift findings")
-
-
-def _gold(spark: SparkSession, settings: Settings) -> str:
-    from spark_jobs.gold import run
-
-    return run(spark, settings).summary()
-
-
-def _train(spark: SparkSession, settings: Settings) -> str:
-    from training.train import run
-
-    return ", ".join(result.summary() for result in run(spark, settings))
-
-
-def _evaluate(spark: SparkSession, settings: Settings) -> str:
-    from training.train import evaluate_all
-
-    return ", ".join(f"{e.model}: challenger v{e.challenger} {e.challenger_score} vs champion v{e.champion} "
-                     f"{e.champion_score}" if e.challenger_score is not None else f"{e.model}: nothing to compare"
-                     for e in evaluate_all(spark, settings))
-
-
-def _promote(spark: SparkSession, settings: Settings) -> str:
-    from training.train import promote_all
-
-    return ", ".join(f"{r.model}: {'promoted' if r.promoted else 'unchanged'} ({r.reason})"
-                     for r in promote_all(spark, settings))
-
-
-def _score(spark: SparkSession, settings: Settings) -> str:
-    from spark_jobs.score import run
-
-    return ", ".join(f"{rows} rows to {name}" for name, rows in run(spark, settings).items())
-
-
-def _monitor(spark: SparkSession, settings: Settings) -> str:
-    from spark_jobs.monitor import run_monitor
-
-    return run_monitor(spark, settings).summary()
-
-
-STEPS: dict[str, Step] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "train": _train,
-                          "evaluate": _evaluate, "promote": _promote, "score": _score, "monitor": _monitor}
 # A failed quality gate is the data, not the weather: never retried.
 NOT_RETRIED = (QualityGateError,)
 
@@ -121,13 +61,17 @@ def select_steps(only: list[str] | None = None, start: str | None = None) -> lis
     return names[names.index(start):] if start else names
 
 
-
-def _attempt(name: str, step: Step, spark: SparkSession, settings: Settings, retries: int, delay_s: float
+def _attempt(name: str, spark: SparkSession, settings: Settings, retries: int | None, delay_s: float | None
              ) -> tuple[str, int]:
-    """The step's summary and the attempts it took; the last error propagates."""
+    """The step's summary and the attempts it took (the step's own retry policy unless given); the last error
+    propagates."""
+    declared = step(name)
+    function = declared.load()
+    retries = declared.retries if retries is None else retries
+    delay_s = declared.retry_delay_s if delay_s is None else delay_s
     for attempt in range(1, retries + 2):
         try:
-            return step(spark, settings), attempt
+            return function(spark, settings), attempt
         except NOT_RETRIED:
             raise
         except Exception as error:  # noqa: BLE001 - any other failure may be transient: retry, then give up
@@ -140,17 +84,18 @@ def _attempt(name: str, step: Step, spark: SparkSession, settings: Settings, ret
 
 
 def run_pipeline(spark: SparkSession, settings: Settings, steps: list[str] | None = None,
-                 retries: int = RETRIES, delay_s: float = RETRY_DELAY_S) -> dict[str, str]:
-    """Run `steps` (default all) in DAG order; returns each step's summary. A step failing after its retries
+                 retries: int | None = None, delay_s: float | None = None) -> dict[str, str]:
+    """Run `steps` (default all) in DAG order; `retries` and `delay_s` override every step's policy. Returns
+    each step's summary. A step failing after its retries
     stops the run with PipelineError; the run summary is logged and written either way."""
-    names, run, started = steps or list(STEPS), PipelineRun(), time.monotonic()
+    names, run, started = steps or list(STEP_ORDER), PipelineRun(), time.monotonic()
     try:
         for number, name in enumerate(names, start=1):
             progress = f"{number}/{len(names)}"
             log.info("step started", extra={"step": name, "progress": progress, "run_id": run.run_id})
             step_started = time.monotonic()
             try:
-                result, attempts = _attempt(name, STEPS[name], spark, settings, retries, delay_s)
+                result, attempts = _attempt(name, spark, settings, retries, delay_s)
             except Exception as error:
                 run.steps[name] = {"status": "failed", "error": str(error),
                                    "seconds": round(time.monotonic() - step_started, 1)}
@@ -178,9 +123,6 @@ def bootstrap(settings: Settings, spark_factory: Callable[[], SparkSession]) -> 
         log.info("already bootstrapped", extra={"marker": str(marker)})
         return False
     if not any(settings.landing_dir.glob("*/ingest_date=*")):
-        from simulator.config import SimConfig
-        from simulator.generate import generate
-
         config = SimConfig()
         log.info("simulating the default data set", extra={"landing": str(settings.landing_dir), **config.to_json()})
         generate(config, settings.landing_dir, settings.truth_dir)

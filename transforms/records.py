@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructType
 
-from lakehouse.tables import INGEST_DATE_PARTITIONS
+from lakehouse.sources import INGEST_DATE_PARTITIONS
 
 RECORD_COLUMNS = ("_fields", "_raw", "_parse_error", "_source_file")
 LINEAGE_COLUMNS = ("_source_file", "_batch_id", "_ingested_at", "ingest_date")

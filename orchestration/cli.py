@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+import time
+
+import httpx
 
 from lakehouse.log import configure_logging
+from lakehouse.quality import QualityGateError
 from lakehouse.settings import get_settings
+from lakehouse.spark import get_spark
+from lakehouse.tables import registry_as_json
+from orchestration.runner import PipelineError, bootstrap, run_pipeline, select_steps
+from orchestration.stack import Stack, StackError
+from orchestration.steps import RETRIES, STEP_ORDER, STEPS, step
+from serving.gateway import KeyStore, KeyStoreError, initial_key_file, keys_file
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from lakehouse.stack import Stack, StackError
-
     stack = Stack(get_settings(), only=args.services or None)
     try:
         if args.action == "up":
@@ -37,12 +46,6 @@ def _stack(args: argparse.Namespace) -> int:
 
 def _api_ready(args: argparse.Namespace) -> int:
     """Wait for the API's /readyz, then print its address, the key file and a request to paste."""
-    import time
-
-    import httpx
-
-    from serving.gateway import initial_key_file
-
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise here
     settings = get_settings()
     url = f"http://{settings.api_host}:{settings.api_port}"
@@ -70,17 +73,11 @@ def _api_ready(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from lakehouse.tables import registry_as_json
-
     print(json.dumps(registry_as_json(get_settings(), layer=args.layer), indent=2))
     return 0
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from expectations.gate import QualityGateError
-    from lakehouse.pipeline import PipelineError, bootstrap, run_pipeline, select_steps
-    from lakehouse.spark import get_spark
-
     settings = get_settings()
     if args.command == "bootstrap":
         bootstrap(settings, lambda: get_spark("bootstrap", settings))
@@ -93,18 +90,33 @@ def _pipeline(args: argparse.Namespace) -> int:
     try:
         summary = run_pipeline(get_spark("pipeline", settings), settings, steps, retries=args.retries)
     except PipelineError as failure:
-        for step, outcome in failure.run.steps.items():
-            print(f"{step:<10} {outcome['status']}: {outcome.get('result') or outcome.get('error')}")
+        for name, outcome in failure.run.steps.items():
+            print(f"{name:<10} {outcome['status']}: {outcome.get('result') or outcome.get('error')}")
         print(f"error: {failure}", file=sys.stderr)
         return 2 if isinstance(failure.error, QualityGateError) else 1
-    for step, result in summary.items():
-        print(f"{step:<10} {result}")
+    for name, result in summary.items():
+        print(f"{name:<10} {result}")
+    return 0
+
+
+def _step(args: argparse.Namespace) -> int:
+    """Run one step of the registry once (no retries), with its options from the command line."""
+    declared = step(args.command)
+    options = {a.options.get("dest") or a.flags[0].lstrip("-").replace("-", "_"): None for a in declared.arguments}
+    options = {name: getattr(args, name) for name in options}
+    settings = get_settings()
+    try:
+        print(declared.load()(get_spark(declared.name, settings), settings, **options))
+    except QualityGateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _api_key(args: argparse.Namespace) -> int:
-    from serving.gateway import KeyStore, KeyStoreError, keys_file
-
     store = KeyStore(keys_file(get_settings()))
     try:
         if args.action == "create":
@@ -122,6 +134,12 @@ def _api_key(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _job(name: str):
+    # The readout and the demo import MLflow, the simulator and plotting (seconds): only when they run, so
+    # that `lakehouse --help` and the light commands answer at once.
+    return importlib.import_module(f"spark_jobs.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,82 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     key_actions.add_parser("revoke", help="revoke a key").add_argument("key", help="the key's id or name")
     api_key.set_defaults(run=_api_key)
 
-    from spark_jobs import ingest
-
-    ingest_parser = commands.add_parser(
-        "ingest", help="landing zone -> bronze Delta tables (everything pending by default)",
-        description="Ingest landing files into one bronze Delta table per source; corrupt records go to "
-                    "bronze.quarantine with the reason. Re-running over ingested files adds nothing.")
-    ingest.add_arguments(ingest_parser)
-    ingest_parser.set_defaults(run=ingest.main)
-
-    from spark_jobs import promote_silver
-
-    silver_parser = commands.add_parser(
-        "silver", help="bronze -> silver Delta tables behind Great Expectations quality gates",
-        description="Promote the bronze rows ingested since the last promotion: standardize, de-duplicate, "
-                    "validate (warn / drop to silver.quarantine / fail), MERGE into silver.<source>. "
-                    "Exits 2 when a fail rule stops a promotion.")
-    promote_silver.add_arguments(silver_parser)
-    silver_parser.set_defaults(run=promote_silver.main)
-
-    from spark_jobs import gold
-
-    gold_parser = commands.add_parser(
-        "gold", help="silver -> gold feature tables behind Great Expectations quality gates",
-        description="Build gold.pricing_daily, gold.pricing_features and gold.shipping_features from silver "
-                    "(docs/features.md), validate them (warn / drop to gold.quarantine / fail) and overwrite them; "
-                    "skipped when no silver table changed since the last build. Exits 2 when a fail rule fails "
-                    "(no gold table is written), 1 when a silver table is missing.")
-    gold.add_arguments(gold_parser)
-    gold_parser.set_defaults(run=gold.main)
-
-    from training import train
-
-    train_parser = commands.add_parser(
-        "train", help="train the pricing and shipping models, log them to MLflow, register a challenger",
-        description="Train LightGBM models on the gold tables (all days but the last 14, which score them), log "
-                    "parameters, metrics, input Delta versions, plots and the model to MLflow, register a version "
-                    "and point `challenger` at it (`champion` too for a model's first version). Where the "
-                    "simulator's ground truth exists, its evaluation is logged as truth_* metrics.")
-    train.add_arguments(train_parser)
-    train_parser.set_defaults(run=train.main)
-    evaluate_parser = commands.add_parser(
-        "evaluate", help="score challenger and champion on the holdout, recorded on the challenger's version",
-        description="Score champion and challenger on the current holdout (pricing: Poisson deviance of "
-                    "add-to-carts; shipping: MAE in USD) and record both scores as eval.* tags of the challenger's "
-                    "model version; `promote` decides on them. A recorded evaluation of the same holdout is reused.")
-    train.add_arguments(evaluate_parser)
-    evaluate_parser.set_defaults(run=train.main)
-    promote_parser = commands.add_parser(
-        "promote", help="move `champion` to the challenger when it is better on the holdout",
-        description="Score champion and challenger on the current holdout (pricing: Poisson deviance of "
-                    "add-to-carts; shipping: MAE in USD) and move `champion` only if the challenger is better. "
-                    "Idempotent: a second run changes nothing.")
-    train.add_arguments(promote_parser)
-    promote_parser.set_defaults(run=train.main)
-
-    from spark_jobs import score
-
-    commands.add_parser(
-        "score", help="batch scoring: champion models -> gold.prices and gold.shipping_rate_cards",
-        description="Price every SKU of the newest pricing-features day with the champion model under the "
-                    "guardrails, and price every zone x weight band x service level x carrier with the champion "
-                    "shipping model; replaces that day's rows.").set_defaults(run=score.main)
-
-    from spark_jobs import monitor
-
-    commands.add_parser(
-        "monitor", help="measure tables, quality, drift, models, experiment and API; send PagerDuty alerts",
-        description="Check freshness and volume of every table, quality failures, schema drift, feature drift "
-                    "(PSI against the training window), the shipping champion's MAE, the experiment readout and "
-                    "the API's /metrics; judge them by monitoring/rules.yaml, send PagerDuty Events v2 "
-                    "trigger/resolve events to LAKEHOUSE_ALERT_WEBHOOK_URL (an open alert is not re-sent) and "
-                    "append to gold.monitoring_metrics and gold.alerts (docs/monitoring.md). Exits 0 even when "
-                    "rules are breached or the webhook fails: alerts are how it reports."
-    ).set_defaults(run=monitor.main)
-
-    from spark_jobs import demo, readout
+    for declared in STEPS:
+        step_parser = commands.add_parser(declared.name, help=declared.help, description=declared.description)
+        for argument in declared.arguments:
+            argument.add_to(step_parser)
+        step_parser.set_defaults(run=_step)
 
     readout_parser = commands.add_parser(
         "readout", help="A/B readout of an experiment -> gold.experiment_readout, plots in MLflow",
@@ -243,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "delta-method intervals, z / Welch tests, sample-ratio check (docs/experiments.md).")
     readout_parser.add_argument("--experiment", required=True, help="experiment name in serving/experiments.yaml")
     readout_parser.add_argument("--no-mlflow", action="store_true", help="do not log the plots and figures to MLflow")
-    readout_parser.set_defaults(run=readout.main)
+    readout_parser.set_defaults(run=lambda args: _job("readout").main(args))
     demo_parser = commands.add_parser(
         "demo", help="after make up: live shoppers on the API, their events through Kafka, readout vs true lift",
         description="Run simulated shoppers priced by the running API for a few minutes (A/B: model-driven pricing "
@@ -252,11 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the sample-ratio verdict, the MLflow run and the status page.")
     demo_parser.add_argument("--minutes", type=float, default=3.0, help="how long the shoppers shop (default 3)")
     demo_parser.add_argument("--sessions-per-s", type=float, default=5.0, help="sessions per second (default 5)")
-    demo_parser.add_argument("--experiment", default=demo.DEFAULT_EXPERIMENT,
-                             help=f"pricing experiment to read out (default {demo.DEFAULT_EXPERIMENT})")
-    demo_parser.set_defaults(run=demo.main)
-
-    from lakehouse.dag import RETRIES, STEP_ORDER
+    demo_parser.add_argument("--experiment", help="pricing experiment to read out (default: the repository's "
+                                                  "model-against-rules experiment)")
+    demo_parser.set_defaults(run=lambda args: _job("demo").main(args))
 
     pipeline = commands.add_parser(
         "pipeline", help="run the daily DAG (or some of its steps) with retries, progress and a summary",
@@ -265,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "<state>/pipeline_runs/). Exits 2 when a quality gate stopped it, 1 on another failure.")
     pipeline.add_argument("--step", action="append", choices=STEP_ORDER, help="only this step (repeatable)")
     pipeline.add_argument("--from", dest="start", choices=STEP_ORDER, help="this step and the ones after it")
-    pipeline.add_argument("--retries", type=int, default=RETRIES, help=f"retries per step (default {RETRIES})")
+    pipeline.add_argument("--retries", type=int, help=f"retries per step (default: each step's own, {RETRIES})")
     pipeline.set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "

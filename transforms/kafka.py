@@ -1,6 +1,6 @@
-"""Pure transforms from Kafka messages to bronze rows and dead letters, on top of `spark_jobs.bronze`.
+"""Pure transforms from Kafka messages to bronze rows and dead letters, on top of `transforms.records`.
 
-A Kafka message becomes a record of `spark_jobs.bronze` (the same JSON parsing and `conform` as the
+A Kafka message becomes a record of `transforms.records` (the same JSON parsing and `conform` as the
 batch backfill, so a message is valid in the stream exactly when the same line would be valid in a
 landing file). Grain everywhere: one row per Kafka message.
 """
@@ -21,8 +21,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.bronze import bronze_rows, conform, quarantine_rows, records_from_json_lines, with_lineage
-from streaming.topics import StreamSource
+from lakehouse.streams import StreamSource
+from transforms.records import bronze_rows, conform, quarantine_rows, records_from_json_lines, with_lineage
 
 # The rows Spark's Kafka source yields (headers not requested).
 KAFKA_SOURCE_SCHEMA = StructType([

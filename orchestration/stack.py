@@ -11,16 +11,15 @@ import base64
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehouse.health import heartbeat_file, heartbeat_fresh, http_ok, kafka_answers, port_open
 from lakehouse.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -42,41 +41,6 @@ class Service:
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def kafka_answers(bootstrap_servers: str) -> bool:
-    """True when the broker answers a metadata request."""
-    from kafka import KafkaAdminClient
-
-    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
-    # Probe the socket first: kafka-python retries a closed port with growing back-off and logs errors.
-    if not _port_open(host, int(port)):
-        return False
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
-    except Exception:
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except Exception:
-        return False
-    finally:
-        admin.close()
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _kafka_service(settings: Settings) -> Service:
@@ -185,8 +149,6 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 def _streaming_service(settings: Settings) -> Service:
     """One Spark driver running the Kafka -> bronze queries of every streamed topic (streaming.bronze)."""
-    from streaming.bronze import heartbeat_file, heartbeat_fresh
-
     env = {**_child_env(settings),
            "LAKEHOUSE_STREAMING_TRIGGER_INTERVAL": settings.streaming_trigger_interval,
            "LAKEHOUSE_STREAMING_MAX_OFFSETS_PER_TRIGGER": str(settings.streaming_max_offsets_per_trigger),
@@ -270,7 +232,7 @@ class Stack:
         if self.pid(service) is not None:
             return False
         host = "127.0.0.1"
-        if service.port is not None and _port_open(host, service.port):
+        if service.port is not None and port_open(host, service.port):
             raise StackError(
                 f"{service.name}: port {service.port} is already in use by a process this stack did not "
                 f"start (see `ss -ltnp 'sport = :{service.port}'`); stop it or change the port setting"

@@ -1,0 +1,63 @@
+"""Health probes of the stack's services: a port, an HTTP endpoint, the Kafka broker, the streaming heartbeat.
+
+Cheap and side-effect free, so the stack, the jobs that wait for a service and the status page share them.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+
+from lakehouse.settings import Settings
+
+# The stack's health check calls the streaming job stale when its heartbeat is older than this.
+HEARTBEAT_MAX_AGE_S = 30.0
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def kafka_answers(bootstrap_servers: str) -> bool:
+    """True when the broker answers a metadata request."""
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    # Probe the socket first: kafka-python retries a closed port with growing back-off and logs errors.
+    if not port_open(host, int(port)):
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    except Exception:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def heartbeat_file(settings: Settings) -> Path:
+    return settings.run_dir / "streaming.heartbeat.json"
+
+
+def heartbeat_fresh(settings: Settings, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> bool:
+    """True when the streaming job wrote its heartbeat recently (cheap: one stat)."""
+    try:
+        return time.time() - heartbeat_file(settings).stat().st_mtime <= max_age_s
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,17 @@
+"""Reference sets of the business, declared once: the quality suites check against them, the simulator's
+world is built from them, and the API validates requests with them."""
+
+from __future__ import annotations
+
+CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP", "CNY", "CAD")
+CATEGORIES: tuple[str, ...] = ("electronics", "home", "kitchen", "apparel", "beauty", "toys", "sports", "books",
+                               "grocery", "garden")
+CARRIERS: tuple[str, ...] = ("northpost", "rapidparcel", "bluefreight")
+SERVICE_LEVELS: tuple[str, ...] = ("standard", "express")
+SEGMENTS: tuple[str, ...] = ("new", "returning", "loyal")
+EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "abandon")
+# Delivery zones of the zone chart: 1 (nearest) to ZONE_COUNT.
+ZONE_COUNT = 8
+# The API's decision log (serving.decision_log).
+ENDPOINTS: tuple[str, ...] = ("pricing", "shipping")
+STRATEGIES: tuple[str, ...] = ("model", "rule_based")

@@ -1,0 +1,1 @@
+"""Composition roots: the step registry, the native pipeline runner, the native stack and the `lakehouse` CLI."""
