@@ -3,6 +3,8 @@
 A background thread asks MLflow every `settings.api_model_refresh_s` which version each alias
 (`champion`, `challenger`) of each registered model (`pricing`, `shipping`) names, and loads a version
 it has not loaded yet; the swap is one assignment, so a request sees either the old or the new model.
+Loaded versions are shared by the aliases that name them and dropped once no alias does, so the store
+holds at most one model per (model, alias).
 When MLflow is unreachable or an alias is missing, the last loaded model stays (or none: the API then
 answers with the rule-based price or the rate card and says so).
 """
@@ -81,6 +83,9 @@ class ModelStore:
                                                 "previous": current.version if current else None})
                 if self.metrics is not None:
                     self.metrics.set_model_version(name, alias, version)
+        if changed:
+            # Keep only the versions an alias still names: a moved alias frees the old one.
+            self._by_version = {(m.name, m.version): m.model for m in self._loaded.values()}
         return changed
 
     def _load(self, name: str, version: str) -> DemandModel | ShippingModel:

@@ -16,7 +16,6 @@ import pandas as pd
 
 from simulator.config import DirtRates
 
-FLAGS = ("_dup", "_late", "_null", "_oor", "_corrupt")
 MANIFEST_KEYS = {"_dup": "duplicates", "_late": "late_arrivals", "_null": "nulls",
                  "_oor": "out_of_range", "_corrupt": "corrupt_lines"}
 

@@ -32,46 +32,46 @@ KAFKA_SOURCE_SCHEMA = StructType([
 ])
 
 
-def kafka_records(messages: DataFrame) -> DataFrame:
-    """Kafka source rows (key, value, topic, partition, offset, timestamp) -> records.
+# The Kafka coordinates of a message, carried through `conform` as one struct column.
+_KAFKA = "_kafka"
 
-    `conform` is a projection over the record columns, so the Kafka coordinates ride through it in
-    the record's `_source_file` column, as a struct; `with_kafka_columns` unpacks them afterwards.
-    """
+
+def kafka_records(messages: DataFrame) -> DataFrame:
+    """Kafka source rows (key, value, topic, partition, offset, timestamp) -> records. `_source_file` is
+    `kafka://<topic>/<partition>/<offset>`, the stream's counterpart of the batch rows' file path; the
+    coordinates ride along in `_kafka` until `with_kafka_columns` unpacks them."""
     return records_from_json_lines(messages.select(
         F.col("value").cast("string").alias("value"),
-        F.struct("topic", "partition", "offset", "timestamp", F.col("key").cast("string").alias("key"))
-        .alias("_source_file"),
-    ))
+        F.format_string("kafka://%s/%d/%d", "topic", "partition", "offset").alias("_source_file"),
+        F.struct("topic", "partition", "offset", "timestamp", F.col("key").cast("string").alias("key")).alias(_KAFKA),
+    ), passthrough=(_KAFKA,))
 
 
 def conformed_messages(messages: DataFrame, source: StreamSource, batch_id: str,
                        ingested_at: datetime) -> DataFrame:
     """Kafka rows -> conformed records with lineage; the ingestion date is the Kafka timestamp's date
     (UTC), so a replayed message lands in the same partition."""
-    conformed = conform(kafka_records(messages), source.schema, source.required)
-    return with_lineage(conformed, F.to_date("_source_file.timestamp"), batch_id, ingested_at)
+    conformed = conform(kafka_records(messages), source.schema, source.required, passthrough=(_KAFKA,))
+    return with_lineage(conformed, F.to_date(f"{_KAFKA}.timestamp"), batch_id, ingested_at)
 
 
 def with_kafka_columns(rows: DataFrame) -> DataFrame:
-    """Unpack the Kafka coordinates into `_kafka_*` columns. `_source_file` becomes
-    `kafka://<topic>/<partition>/<offset>`, the stream's counterpart of the batch rows' file path."""
-    src = F.col("_source_file")
+    """Unpack the Kafka coordinates into `_kafka_*` columns."""
+    kafka = F.col(_KAFKA)
     return rows.withColumns({
-        "_kafka_topic": src["topic"],
-        "_kafka_partition": src["partition"],
-        "_kafka_offset": src["offset"],
-        "_kafka_timestamp": src["timestamp"],
-        "_kafka_key": src["key"],
-        "_source_file": F.format_string("kafka://%s/%d/%d", src["topic"], src["partition"], src["offset"]),
-    })
+        "_kafka_topic": kafka["topic"],
+        "_kafka_partition": kafka["partition"],
+        "_kafka_offset": kafka["offset"],
+        "_kafka_timestamp": kafka["timestamp"],
+        "_kafka_key": kafka["key"],
+    }).drop(_KAFKA)
 
 
 def stream_bronze_rows(conformed: DataFrame, source: StreamSource) -> DataFrame:
     """The valid messages: declared columns, `_rescued_data`, lineage and Kafka coordinates."""
-    return with_kafka_columns(bronze_rows(conformed, source.schema))
+    return with_kafka_columns(bronze_rows(conformed, source.schema, passthrough=(_KAFKA,)))
 
 
 def dead_letter_rows(conformed: DataFrame, source: StreamSource) -> DataFrame:
     """The messages that could not be conformed: raw payload, reason, lineage and Kafka coordinates."""
-    return with_kafka_columns(quarantine_rows(conformed, source.name))
+    return with_kafka_columns(quarantine_rows(conformed, source.name, passthrough=(_KAFKA,)))

@@ -16,15 +16,13 @@ from pyspark.sql.types import MapType, StringType, StructType
 
 from lakehouse.sources import INGEST_DATE_PARTITIONS
 
-RECORD_COLUMNS = ("_fields", "_raw", "_parse_error", "_source_file")
 LINEAGE_COLUMNS = ("_source_file", "_batch_id", "_ingested_at", "ingest_date")
 _TEXT_MAP = MapType(StringType(), StringType())
 
 
-def records_from_json_lines(lines: DataFrame) -> DataFrame:
-    """JSON lines (`value`, `_source_file`) -> records; a line that is not a JSON object fails to parse.
-
-    Grain: one row per line.
+def records_from_json_lines(lines: DataFrame, passthrough: tuple[str, ...] = ()) -> DataFrame:
+    """JSON lines (`value`, `_source_file`) -> records, with the `passthrough` columns as they are; a line
+    that is not a JSON object fails to parse. Grain: one row per line.
     """
     fields = F.from_json("value", _TEXT_MAP)
     return lines.select(
@@ -32,6 +30,7 @@ def records_from_json_lines(lines: DataFrame) -> DataFrame:
         F.col("value").alias("_raw"),
         F.when(fields.isNull(), F.lit("malformed_json")).alias("_parse_error"),
         "_source_file",
+        *passthrough,
     )
 
 
@@ -54,8 +53,10 @@ def records_from_columns(rows: DataFrame, columns: list[str], corrupt_column: st
     )
 
 
-def conform(records: DataFrame, schema: StructType, required: tuple[str, ...]) -> DataFrame:
-    """Records -> the declared columns, typed, plus `_rescued_data`, `_error`, `_raw`, `_source_file`.
+def conform(records: DataFrame, schema: StructType, required: tuple[str, ...],
+            passthrough: tuple[str, ...] = ()) -> DataFrame:
+    """Records -> the declared columns, typed, plus `_rescued_data`, `_error`, `_raw`, `_source_file` and the
+    `passthrough` columns as they are.
 
     `_rescued_data` holds the fields the schema does not declare, as a JSON object (null when none).
     `_error` is null for a good record, else the reasons joined by "; ": the parse error, the columns
@@ -84,6 +85,7 @@ def conform(records: DataFrame, schema: StructType, required: tuple[str, ...]) -
         .alias("_error"),
         "_raw",
         "_source_file",
+        *passthrough,
     )
 
 
@@ -113,19 +115,22 @@ def with_lineage(frame: DataFrame, ingest_date: Column | date, batch_id: str, in
     })
 
 
-def bronze_rows(conformed: DataFrame, schema: StructType) -> DataFrame:
-    """The good records: declared columns, `_rescued_data` and lineage. Grain: one row per good record."""
+def bronze_rows(conformed: DataFrame, schema: StructType, passthrough: tuple[str, ...] = ()) -> DataFrame:
+    """The good records: declared columns, `_rescued_data`, lineage and the `passthrough` columns. Grain: one
+    row per good record."""
     return conformed.where(F.col("_error").isNull()).select(
-        *schema.fieldNames(), "_rescued_data", *LINEAGE_COLUMNS, *INGEST_DATE_PARTITIONS
+        *schema.fieldNames(), "_rescued_data", *LINEAGE_COLUMNS, *INGEST_DATE_PARTITIONS, *passthrough
     )
 
 
-def quarantine_rows(conformed: DataFrame, source: str) -> DataFrame:
-    """The bad records, raw as received, with the reason. Grain: one row per bad record."""
+def quarantine_rows(conformed: DataFrame, source: str, passthrough: tuple[str, ...] = ()) -> DataFrame:
+    """The bad records, raw as received, with the reason, lineage and the `passthrough` columns. Grain: one
+    row per bad record."""
     return conformed.where(F.col("_error").isNotNull()).select(
         F.lit(source).alias("source"),
         F.col("_raw").alias("raw"),
         F.col("_error").alias("reason"),
         *LINEAGE_COLUMNS,
         *INGEST_DATE_PARTITIONS,
+        *passthrough,
     )
