@@ -45,8 +45,18 @@ import pandas as pd
 
 from bench.results import BenchRecord
 from bench.streaming import _free_port
+from lakehouse.delta import read_delta
+from lakehouse.log import configure_logging
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
+from lakehouse.spark import get_spark
+from lakehouse.tables import table
+from orchestration.runner import run_pipeline
+from orchestration.stack import Stack, _child_env, _stop_group
+from serving.app import create_app
+from serving.experiments import Experiments, Subject
 from serving.routes import PriceRequest
+from simulator.config import SimConfig
+from simulator.generate import generate
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +92,6 @@ def serve_api(port: int) -> None:
     """Entry point of the API server subprocess: the production app plus the no-op route, one worker."""
     import uvicorn
 
-    from lakehouse.log import configure_logging
-    from serving.app import create_app
-
     configure_logging()
     uvicorn.run(add_noop_route(create_app()), host=HOST, port=port, log_config=None, access_log=False, workers=1)
 
@@ -102,14 +109,6 @@ def build_lake(pool_file: str) -> None:
     """Entry point of the lake-building subprocess (Spark stays out of the measuring process): simulate
     the bench market, run the whole pipeline against the MLflow server of the environment's settings,
     and write the latest pricing features of every priced SKU to `pool_file` (JSON records)."""
-    from lakehouse.delta import read_delta
-    from lakehouse.log import configure_logging
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import table
-    from orchestration.runner import run_pipeline
-    from simulator.config import SimConfig
-    from simulator.generate import generate
-
     configure_logging()
     settings, config = get_settings(), SimConfig(**SIMULATION)
     log.info("simulating the bench market", extra=config.to_json())
@@ -128,8 +127,6 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 @contextmanager
 def _process(name: str, command: list[str], env: dict[str, str], log_file: Path) -> Iterator[subprocess.Popen]:
     """Run `command` in its own process group, output to `log_file`; the whole group is stopped on exit."""
-    from orchestration.stack import _stop_group
-
     with log_file.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=REPO_ROOT, env=env, start_new_session=True)
@@ -267,8 +264,6 @@ def summarize(sample: Sample) -> dict:
 
 def customers_on_model_variant(experiments_file: Path, count: int) -> list[str]:
     """The first `count` customer ids (`C-0000000`, ...) the pricing experiment answers with a model."""
-    from serving.experiments import Experiments, Subject
-
     experiments, found, number = Experiments(experiments_file), [], 0
     while len(found) < count:
         customer_id = f"C-{number:07d}"
@@ -385,7 +380,6 @@ def _measure(targets: list[Target], duration_s: float) -> dict[str, Sample]:
 def run(scale: float) -> list[BenchRecord]:
     import httpx
 
-    from orchestration.stack import Stack, _child_env
     from training.registry import CHAMPION, PRICING_MODEL
 
     # httpx logs every request at INFO: the readiness polls and the one-off checks would flood the log.

@@ -35,12 +35,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import silver_gold_duckdb
 from bench.results import BenchRecord
+from bench.silver_gold_duckdb import active_files
+from lakehouse import delta
+from lakehouse.log import configure_logging
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 from lakehouse.sources import LANDING_SOURCES
-from lakehouse.tables import table
+from lakehouse.spark import get_spark
+from lakehouse.tables import Table, table
 from simulator.cli import BENCH_SCALE
 from simulator.config import SimConfig
+from simulator.generate import generate
+from spark_jobs import gold, ingest
+from spark_jobs import silver as silver_job
+from spark_jobs.silver import bronze_columns
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +96,6 @@ def bronze_counts(locations: dict[str, str]) -> dict[str, int]:
     """Rows of each bronze table's latest version (DuckDB over the active files)."""
     import duckdb
 
-    from bench.silver_gold_duckdb import active_files
-
     return {source: duckdb.execute(f"SELECT count(*) FROM read_parquet({active_files(loc)!r})").fetchone()[0]
             for source, loc in locations.items()}
 
@@ -96,11 +103,6 @@ def bronze_counts(locations: dict[str, str]) -> dict[str, int]:
 def build_bronze(config: SimConfig) -> dict:
     """Simulate `config` and ingest it into bronze in its cache folder, unless done already; returns the
     marker (config, bronze rows per source). Runs Spark: call it in a child process."""
-    from lakehouse.log import configure_logging
-    from lakehouse.spark import get_spark
-    from simulator.generate import generate
-    from spark_jobs import ingest
-
     configure_logging()
     state = cache_dir(config)
     marker = state / MARKER
@@ -137,10 +139,6 @@ def copy_partitions(source: str) -> tuple[str, ...]:
 def copy_bronze(spark, lake: Settings, out: Path) -> None:
     """Every bronze table of `lake` into a Delta table `out/<source>`: the columns silver reads from bronze,
     with no transform, written as a first silver write is (`lakehouse.delta.create`). Grain: bronze's."""
-    from lakehouse import delta
-    from lakehouse.tables import Table
-    from spark_jobs.silver import bronze_columns
-
     # A table's location is <storage root>/<layer>/<name>: the copies are the "layer" named like `out`.
     copies = lake.model_copy(update={"storage_root": str(out.parent)})
     for source in SOURCES:
@@ -151,11 +149,6 @@ def copy_bronze(spark, lake: Settings, out: Path) -> None:
 def measure_spark(bench_state: str, trivial_state: str, work_dir: str, out_file: str) -> None:
     """Child process: session start, silver + gold on the trivial bronze (start-up), then on the bench bronze,
     then the bare copies; the timings go to `out_file` (JSON), the lakes stay in `work_dir` for the comparison."""
-    from lakehouse.log import configure_logging
-    from lakehouse.spark import get_spark
-    from spark_jobs import gold
-    from spark_jobs import silver as silver_job
-
     configure_logging()
     root = Path(work_dir)
     trivial, bench = _lake(root, "spark-trivial", Path(trivial_state)), _lake(root, "spark-bench", Path(bench_state))
@@ -233,8 +226,6 @@ def _close(a: float | None, b: float | None, rtol: float) -> bool:
 def compare_outputs(con, spark_lake: str) -> dict:
     """Spark's silver and gold Delta tables (read through their active files) against DuckDB's tables in
     `con`: silver row counts, gold profiles. Returns per table the two sides and the differences."""
-    from bench.silver_gold_duckdb import active_files
-
     compared = {}
     for layer, names in zip(LAYERS, (SOURCES, GOLD_TABLES), strict=True):
         for name in names:
@@ -284,8 +275,6 @@ def _child(call: str) -> None:
 
 def run(scale: float) -> list[BenchRecord]:
     import duckdb
-
-    from bench import silver_gold_duckdb
 
     config = bench_config(scale)
     bench_state, trivial_state = cache_dir(config), cache_dir(TRIVIAL)

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 from bench.results import BenchRecord
+from lakehouse.delta import read_delta
 from lakehouse.settings import Settings, get_settings
+from lakehouse.spark import get_spark
+from lakehouse.streams import SHOPPER_STREAMS
+from orchestration.stack import Stack
+from streaming.bronze import StreamOptions, start
+from streaming.producer import produce
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,6 @@ def _ingest_rate(spark, settings: Settings, sink: str) -> dict:
     """Drain the backlog with the available-now trigger. The sustained rate leaves out each query's
     first micro-batch, which pays one-off costs (Kafka consumers, code generation, a cold JIT), and so
     a query with a single batch; `whole_drain` has every batch."""
-    from lakehouse.streams import SHOPPER_STREAMS
-    from streaming.bronze import StreamOptions, start
-
     queries = start(spark, settings, list(SHOPPER_STREAMS.values()),
                     StreamOptions(TRIGGER, MAX_OFFSETS, trigger="available-now", sink=sink))
     wall = time.monotonic()
@@ -86,11 +89,6 @@ def _latencies(spark, settings: Settings) -> dict:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    from lakehouse.delta import read_delta
-    from lakehouse.streams import SHOPPER_STREAMS
-    from streaming.bronze import StreamOptions, start
-    from streaming.producer import produce
-
     queries = start(spark, settings, list(SHOPPER_STREAMS.values()), StreamOptions(TRIGGER, MAX_OFFSETS))
     try:
         # A running stream's latency: the queries' start (their first, empty batch: Kafka consumers,
@@ -121,10 +119,6 @@ def _latencies(spark, settings: Settings) -> dict:
 
 
 def run(scale: float) -> list[BenchRecord]:
-    from lakehouse.spark import get_spark
-    from orchestration.stack import Stack
-    from streaming.producer import produce
-
     base = get_settings()
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         def settings(name: str) -> Settings:

@@ -41,7 +41,13 @@ os.environ.update({
 for _name in ("STACK", "SPARK_MASTER_URL", "LAKEHOUSE_STORAGE_ROOT"):
     os.environ.pop(_name, None)
 
-from lakehouse.settings import Settings, get_settings  # noqa: E402  (after the environment is set)
+# Project modules after the environment is set: their settings are read from it.
+from lakehouse.settings import Settings, get_settings  # noqa: E402
+from lakehouse.spark import get_spark  # noqa: E402
+from orchestration.stack import Stack  # noqa: E402
+from simulator.config import SimConfig  # noqa: E402
+from simulator.generate import generate  # noqa: E402
+from tests.lakehouse.lake_runs import SMALL_SIMULATION, run_batch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +58,6 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings):
     """One local SparkSession with Delta for the whole run (start-up costs seconds)."""
-    from lakehouse.spark import get_spark
-
     session = get_spark("tests", settings)
     yield session
     session.stop()
@@ -75,8 +79,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # Kafka and MLflow take tens of seconds to come up: launch them now, so that they start while the
     # Spark tests run, and let the `stack` fixture wait for their health.
     if _wants_integration(config):
-        from orchestration.stack import Stack
-
         # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
         config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow"])
         config.stash[_STACK].start()
@@ -249,10 +251,6 @@ def spark_cluster(tmp_path_factory) -> SparkCluster:
 def batch_reference(settings, tmp_path_factory) -> Settings:
     """A tiny simulated landing zone and its ingest -> silver -> gold lake, run by `lakehouse pipeline` in
     local mode on a local folder: what the S3 and cluster runs of the same landing zone must equal."""
-    from simulator.config import SimConfig
-    from simulator.generate import generate
-    from tests.lakehouse.lake_runs import SMALL_SIMULATION, run_batch
-
     reference = Settings(state_dir=tmp_path_factory.mktemp("batch_reference"), jars_dir=settings.jars_dir)
     generate(SimConfig(**SMALL_SIMULATION), reference.landing_dir, reference.truth_dir)
     run_batch(reference.state_dir, {})

@@ -8,6 +8,10 @@ import socket
 from pathlib import Path
 
 from lakehouse.settings import Settings
+from orchestration.runner import run_pipeline
+from orchestration.steps import STEP_ORDER
+from simulator.config import SimConfig
+from simulator.generate import generate
 
 # A small simulated market: big enough for the models to learn price responses, small enough for CI.
 SIMULATION = dict(skus=150, days=40, scale=3.0)
@@ -23,11 +27,6 @@ def free_port() -> int:
 def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
     """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
     its own tests, with its own webhook receiver and API)."""
-    from orchestration.runner import run_pipeline
-    from orchestration.steps import STEP_ORDER
-    from simulator.config import SimConfig
-    from simulator.generate import generate
-
     own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
     spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
     generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from bench.api import (
     NOOP_PATH,
     Sample,
+    add_noop_route,
     customers_on_model_variant,
     http_request,
     latest_pricing_features,
@@ -135,8 +136,6 @@ def test_the_load_generator_counts_error_answers():
 
 
 def test_the_noop_route_runs_through_the_app_middleware_and_is_not_in_the_production_app(settings):
-    from bench.api import add_noop_route
-
     body = {"sku": "SKU-000001", "customer": {"customer_id": "C-1"}}
     assert TestClient(create_app(settings)).post(NOOP_PATH, json=body).status_code == 404
     client = TestClient(add_noop_route(create_app(settings)))  # no lifespan: the no-op route needs no component

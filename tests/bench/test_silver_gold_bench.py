@@ -26,6 +26,9 @@ from lakehouse.quality import BETWEEN, IN_SET, MATCHES, NOT_NULL, Rule, Severity
 from lakehouse.schemas.gold import GOLD_SCHEMAS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
+from simulator.config import SimConfig
+from simulator.generate import generate
+from spark_jobs import gold, ingest, silver
 from spark_jobs.silver import bronze_columns
 
 TINY = dict(skus=100, days=4, scale=0.1)
@@ -36,10 +39,6 @@ pytestmark = pytest.mark.timeout(1800)
 @pytest.fixture(scope="module")
 def both_sides(spark, settings, tmp_path_factory):
     """A tiny market ingested into bronze, then silver and gold by the Spark jobs and by DuckDB."""
-    from simulator.config import SimConfig
-    from simulator.generate import generate
-    from spark_jobs import gold, ingest, silver
-
     own = Settings(state_dir=tmp_path_factory.mktemp("silver_gold_bench"), jars_dir=settings.jars_dir)
     generate(SimConfig(seed=11, **TINY), own.landing_dir, own.truth_dir)
     ingest.run(spark, own, list(SOURCES))

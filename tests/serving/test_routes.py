@@ -18,6 +18,7 @@ from pricing.guardrails import DEFAULT_GUARDRAILS as RAILS
 from serving.app import create_app
 from serving.experiments import Subject
 from serving.gateway import initial_key_file
+from serving.pricebook import feature_frame
 from training import registry
 from training.demand import INPUT_COLUMNS
 
@@ -148,8 +149,6 @@ def test_alias_move_is_served_without_restart(api, scored):
 
 
 def _pyfunc_example(app, sku):
-    from serving.pricebook import feature_frame
-
     frame = feature_frame(app.state.serving.features.snapshot)
     example = frame.loc[frame["sku"] == sku].assign(price_usd=lambda f: f["typical_price_usd"]).head(1)
     return example[list(INPUT_COLUMNS)]

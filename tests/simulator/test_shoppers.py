@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
+from lakehouse.streams import SHOPPER_STREAMS
+from serving.app import create_app
+from serving.gateway import API_KEY_HEADER, initial_key_file
 from simulator.config import SimConfig
-from simulator.shoppers import PriceApi, ShopperError, behave, shop
+from simulator.shoppers import PriceApi, ShopperError, behave, run, shop
 from simulator.world import World
 
 
@@ -119,11 +122,6 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     import pandas as pd
     from fastapi.testclient import TestClient
     from kafka import KafkaConsumer
-
-    from lakehouse.streams import SHOPPER_STREAMS
-    from serving.app import create_app
-    from serving.gateway import API_KEY_HEADER, initial_key_file
-    from simulator.shoppers import run
 
     lake = simulated_lake[0].model_copy(update={"kafka_topic_prefix": f"test-{uuid.uuid4().hex[:8]}"})
     with TestClient(create_app(lake)) as client:  # an httpx client on the app's ASGI interface
