@@ -12,19 +12,19 @@ from pyspark.sql import functions as F
 
 from features.point_in_time import valid_on
 from lakehouse.schemas.gold import SHIPPING_FEATURES
+from transforms import rules
 from transforms.standardize import conform_to
 
 # A rate card applies per carrier, service level and zone; its breaks are rows of silver.shipping_rates.
 CARD_KEYS = ("carrier", "service_level", "delivery_zone")
 
 
-def volumetric_weight_kg(volume_cm3: Column, divisor: Column) -> Column:
-    """Dimensional weight: volume in cm3 / the carrier's volumetric divisor (cm3 per kg)."""
-    return volume_cm3 / divisor
+# The rules of billable weight and rate-card cost are stated in transforms.rules; these are their Column forms.
+volumetric_weight_kg = rules.volumetric_weight_kg
 
 
 def billable_weight_kg(actual_kg: Column, volumetric_kg: Column) -> Column:
-    """The heavier of actual and volumetric weight; null if either is unknown (not the other one)."""
+    """`transforms.rules.billable_weight_kg` on Columns: null if either is unknown (greatest would skip it)."""
     return F.when(actual_kg.isNotNull() & volumetric_kg.isNotNull(), F.greatest(actual_kg, volumetric_kg))
 
 
@@ -90,18 +90,20 @@ def rate_cards(shipping_rates: DataFrame) -> DataFrame:
 
 
 def weight_break(breaks: Column, billable_kg: Column) -> Column:
-    """The break a parcel is priced at: the smallest >= its billable weight, else the largest."""
+    """The break (struct) a parcel is priced at, as `transforms.rules.weight_break_index`: the smallest >= its
+    billable weight, else the largest; null if the weight is."""
     fitting = F.filter(breaks, lambda b: b["weight_break_kg"] >= billable_kg)
     return F.when(billable_kg.isNotNull(),
                   F.when(F.size(fitting) > 0, fitting[0]).otherwise(F.element_at(breaks, -1)))
 
 
-def rate_card_cost_usd(brk: Column, largest_break_kg: Column, billable_kg: Column, per_kg_over: Column,
-                       fuel_pct: Column, remote_surcharge: Column, is_remote: Column) -> Column:
-    """(base rate of the break + per-kg rate x kg above the largest break) x (1 + fuel %) + remote surcharge."""
+def rate_card_cost_usd(base_rate_usd: Column, largest_break_kg: Column, billable_kg: Column,
+                       per_kg_over_usd: Column, fuel_surcharge_pct: Column, remote_surcharge_usd: Column,
+                       is_remote: Column) -> Column:
+    """`transforms.rules.rate_card_cost_usd` on Columns, at the break's base rate; null if is_remote is."""
     over_kg = F.greatest(F.lit(0.0), billable_kg - largest_break_kg)
-    remote = F.when(is_remote, remote_surcharge).when(~is_remote, F.lit(0.0))
-    return (brk["base_rate_usd"] + per_kg_over * over_kg) * (1 + fuel_pct / 100) + remote
+    remote = F.when(is_remote, remote_surcharge_usd).when(~is_remote, F.lit(0.0))
+    return rules.rate_card_price(base_rate_usd, over_kg, per_kg_over_usd, fuel_surcharge_pct, remote)
 
 
 def shipping_features(transactions: DataFrame, products: DataFrame, shipping_rates: DataFrame,
@@ -121,7 +123,7 @@ def shipping_features(transactions: DataFrame, products: DataFrame, shipping_rat
     return conform_to(priced.withColumns({
         "weight_break_kg": F.col("_break.weight_break_kg"),
         "rate_card_cost_usd": rate_card_cost_usd(
-            F.col("_break"), F.element_at("breaks", -1)["weight_break_kg"], F.col("billable_weight_kg"),
+            F.col("_break.base_rate_usd"), F.element_at("breaks", -1)["weight_break_kg"], F.col("billable_weight_kg"),
             F.col("per_kg_over_usd"), F.col("fuel_surcharge_pct"), F.col("remote_surcharge_usd"),
             F.col("is_remote")),
     }), SHIPPING_FEATURES)

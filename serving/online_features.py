@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.settings import REPO_ROOT, Settings
-from lakehouse.tables import TABLES
+from transforms import rules  # constants and numpy forms only: the reader process stays free of Spark
 
 if TYPE_CHECKING:  # the reader's child process imports this module: it stays free of Spark and Prometheus
     from serving.metrics import ServingMetrics
@@ -62,9 +61,6 @@ COLUMNS: dict[str, tuple[str, ...] | None] = {
 }
 # Pricing feature columns kept out of the model matrix: identifiers and times, not features.
 NOT_FEATURES = ("sku", "as_of_date", "feature_time")
-
-# Postal codes as customers type them (`02139`, `2139`, ` 02139-1234`), the rule of silver's zip5.
-_ZIP = re.compile(r"^\s*(\d{1,5})(?:-\d{4})?\s*$")
 
 
 class FeatureReadError(RuntimeError):
@@ -231,17 +227,16 @@ class RateCard:
     remote_surcharge_usd: float
 
     def billable_kg(self, weight_kg, volume_cm3):
-        """max(actual kg, volume cm3 / the card's volumetric divisor); arrays or numbers."""
-        return np.maximum(weight_kg, np.asarray(volume_cm3, dtype=float) / self.volumetric_divisor)
+        """`transforms.rules.billable_weight_kg` with this card's volumetric divisor; arrays or numbers."""
+        return rules.billable_weight_kg(
+            weight_kg, rules.volumetric_weight_kg(np.asarray(volume_cm3, dtype=float), self.volumetric_divisor))
 
     def cost_usd(self, billable_kg, remote):
-        """The card's price: base rate of the smallest break >= the billable weight (the last break plus
-        per-kg beyond it), times the fuel surcharge, plus the remote surcharge; arrays or numbers."""
+        """`transforms.rules.rate_card_cost_usd` on this card; arrays or numbers."""
         weight = np.asarray(billable_kg, dtype=float)
-        index = np.minimum(np.searchsorted(self.breaks_kg, weight, side="left"), len(self.breaks_kg) - 1)
-        over = np.maximum(0.0, weight - self.breaks_kg[-1])
-        return ((self.base_usd[index] + self.per_kg_over_usd * over) * (1 + self.fuel_surcharge_pct / 100)
-                + np.where(remote, self.remote_surcharge_usd, 0.0))
+        return rules.rate_card_cost_usd(
+            self.base_usd[rules.weight_break_index(self.breaks_kg, weight)], self.breaks_kg[-1], weight,
+            self.per_kg_over_usd, self.fuel_surcharge_pct, self.remote_surcharge_usd, remote)
 
 
 @dataclass(frozen=True)
@@ -337,9 +332,9 @@ def rate_cards(table: pa.Table, today: date) -> dict[tuple[str, str, int], RateC
 
 
 def postal_prefix(postal_code: str | None) -> str | None:
-    """The 3-digit prefix of a ZIP as customers type it (`2139` is `02139`), or None if it is not one."""
-    match = _ZIP.match(postal_code) if postal_code else None
-    return match.group(1).zfill(5)[:3] if match else None
+    """The 3-digit prefix of a ZIP as customers type it (`transforms.rules.zip5`), or None if it is not one."""
+    zip_code = rules.zip5(postal_code)
+    return zip_code[:3] if zip_code else None
 
 
 @dataclass(frozen=True)
@@ -413,6 +408,9 @@ class OnlineFeatures:
         return dict(self._snapshot.versions)
 
     def _locations(self) -> dict[str, str]:
+        # The registry imports Spark's types; the reader process imports this module and stays free of Spark.
+        from lakehouse.tables import TABLES
+
         registered = {name: TABLES[name].location(self.settings) for name in COLUMNS if name in TABLES}
         unregistered = COLUMNS.keys() - registered.keys() - self._unregistered_warned
         if unregistered:

@@ -33,6 +33,7 @@ from lakehouse.settings import Settings
 from lakehouse.tables import TABLES, table
 from monitoring import alerts, checks
 from monitoring.rules import BREACH, Rule, judge, load_rules
+from transforms.rules import holdout_start
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ QUALITY_HISTORY_RUNS = 20
 SCHEMA_DRIFT_PERIOD = timedelta(days=1)
 # Shipping MAE over the orders of the last 7 order dates (invoices arrive with the order lines).
 MAE_WINDOW_DAYS = 7
-# Training's holdout (training.train.HOLDOUT_DAYS): the reference of feature drift is the window the
-# models were fitted on, every date before the holdout.
-TRAINING_HOLDOUT_DAYS = 14
 # Feature drift: per gold table, its snapshot date column and the numeric model inputs compared.
 DRIFT_FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "gold.pricing_features": ("as_of_date", (
@@ -106,11 +104,12 @@ def commit_history(spark: SparkSession, settings: Settings) -> pd.DataFrame:
 
 
 def _snapshot_frames(frame: DataFrame, date_column: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training window, latest snapshot) of a gold table: dates before the holdout, and the newest date."""
+    """(training window, latest snapshot) of a gold table: the dates before the holdout (`transforms.rules`,
+    the window the models were fitted on, the reference of feature drift), and the newest date."""
     newest = frame.agg(F.max(date_column)).first()[0]
     if newest is None:
         return pd.DataFrame(columns=list(columns)), pd.DataFrame(columns=list(columns))
-    cutoff = newest - timedelta(days=TRAINING_HOLDOUT_DAYS - 1)
+    cutoff = holdout_start(newest)
     selected = frame.select(*columns)
     return (selected.where(F.col(date_column) < F.lit(cutoff)).toPandas(),
             selected.where(F.col(date_column) == F.lit(newest)).toPandas())

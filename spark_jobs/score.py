@@ -30,6 +30,7 @@ from pricing.rules import rule_based
 from training import registry
 from training.demand import DemandModel
 from training.shipping import ShippingModel
+from transforms import rules
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,19 @@ def rate_card_parcels(rates_in_force: pd.DataFrame, valid_from: date) -> pd.Data
     """One parcel per carrier, service level, zone and weight break of the rate card in force: billable weight
     at the break, as dense as the carrier's divisor (volumetric = actual), not remote, ordered on `valid_from`.
 
-    Its published price is the break's base rate plus fuel surcharge. Grain: one row per card row.
+    Its published price is the rate-card cost (`transforms.rules`) at the break. Grain: one row per card row.
     """
     breaks = rates_in_force["weight_break_kg"].to_numpy(float)
+    largest = rates_in_force.groupby(["carrier", "service_level", "zone"])["weight_break_kg"].transform("max")
     return pd.DataFrame({
         "carrier": rates_in_force["carrier"], "service_level": rates_in_force["service_level"],
         "delivery_zone": rates_in_force["zone"].astype(int), "is_remote": False,
         "order_date": pd.Timestamp(valid_from), "billable_weight_kg": breaks, "actual_weight_kg": breaks,
         "volume_cm3": breaks * rates_in_force["volumetric_divisor"].to_numpy(float),
-        "rate_card_cost_usd": rates_in_force["base_rate_usd"].to_numpy(float)
-        * (1 + rates_in_force["fuel_surcharge_pct"].to_numpy(float) / 100),
+        "rate_card_cost_usd": rules.rate_card_cost_usd(
+            rates_in_force["base_rate_usd"].to_numpy(float), largest.to_numpy(float), breaks,
+            rates_in_force["per_kg_over_usd"].to_numpy(float), rates_in_force["fuel_surcharge_pct"].to_numpy(float),
+            rates_in_force["remote_surcharge_usd"].to_numpy(float), False),
     })
 
 

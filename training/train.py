@@ -1,10 +1,10 @@
 """Training jobs: gold tables -> LightGBM models -> MLflow runs and registered versions.
 
 `lakehouse train` trains the pricing (demand) and shipping models on every day but the last
-`HOLDOUT_DAYS`, scores them on those days, logs parameters, metrics, the Delta versions read, plots and
-the model (signature, input example) to MLflow, registers a version and points `challenger` at it (and
-`champion` when there is none). Where the simulator's ground truth exists, the run also logs the
-evaluation against it (`training.evaluate`; never used for training).
+`HOLDOUT_DAYS` (transforms.rules), scores them on those days, logs parameters, metrics, the Delta versions
+read, plots and the model (signature, input example) to MLflow, registers a version and points
+`challenger` at it (and `champion` when there is none). Where the simulator's ground truth exists, the
+run also logs the evaluation against it (`training.evaluate`; never used for training).
 `lakehouse evaluate` scores challenger and champion on the holdout (recorded on the challenger's version);
 `lakehouse promote` moves `champion` when the challenger is better there.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 
 import mlflow
@@ -29,10 +28,10 @@ from lakehouse.delta import read_delta, table_version
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from training import demand, plots, registry, shipping
+from transforms.rules import HOLDOUT_DAYS, holdout_start
 
 log = logging.getLogger(__name__)
 
-HOLDOUT_DAYS = 14
 PRICING_INPUTS = ("gold.pricing_daily", "gold.pricing_features")
 SHIPPING_INPUTS = ("gold.shipping_features",)
 MODELS = (registry.PRICING_MODEL, registry.SHIPPING_MODEL)
@@ -66,7 +65,7 @@ def shipping_frame(spark: SparkSession, settings: Settings) -> pd.DataFrame:
 def split_holdout(frame: pd.DataFrame, date_column: str, days: int = HOLDOUT_DAYS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, holdout): the holdout is the last `days` dates, so it is scored on the future of training."""
     dates = pd.to_datetime(frame[date_column])
-    cutoff = dates.max() - timedelta(days=days - 1)
+    cutoff = holdout_start(dates.max(), days)
     return frame.loc[dates < cutoff].reset_index(drop=True), frame.loc[dates >= cutoff].reset_index(drop=True)
 
 

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from lakehouse.sources import SOURCES
+from transforms import rules
 
 # Canonical `SKU-000123` from the spellings sources send: `sku000123`, `SKU_123`, ` 000123 `, `Sku-000123`.
 _SKU_PATTERN = r"(?i)^\s*(?:sku[-_]?)?(\d{1,6})\s*$"
@@ -29,9 +30,9 @@ def canonical_sku(sku: Column) -> Column:
 
 
 def zip5(postal_code: Column) -> Column:
-    """5-digit ZIP from `02139`, `2139` (leading zero lost), ` 02139-1234`; null when there are no digits."""
-    digits = F.regexp_extract(postal_code, r"^\s*(\d{1,5})(?:-\d{4})?\s*$", 1)
-    return F.when(digits != "", F.lpad(digits, 5, "0"))
+    """The 5-digit ZIP of a postal code as typed (the rule: `transforms.rules.zip5`); null if it is not one."""
+    digits = F.regexp_extract(postal_code, rules.ZIP_PATTERN, 1)
+    return F.when(digits != "", F.lpad(digits, rules.ZIP_LENGTH, rules.ZIP_PAD))
 
 
 def utc_timestamp(iso_text: Column) -> Column:
