@@ -10,6 +10,8 @@ CARRIERS: tuple[str, ...] = ("northpost", "rapidparcel", "bluefreight")
 SERVICE_LEVELS: tuple[str, ...] = ("standard", "express")
 SEGMENTS: tuple[str, ...] = ("new", "returning", "loyal")
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "remove_from_cart", "checkout", "purchase", "abandon")
+# No price of the catalogue, ours or a competitor's, in any currency reaches this: a larger one is a typo.
+MAX_PRICE = 100_000.0
 # Delivery zones of the zone chart: 1 (nearest) to ZONE_COUNT.
 ZONE_COUNT = 8
 # The API's decision log (serving.decision_log).

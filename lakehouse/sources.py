@@ -43,6 +43,10 @@ class Source:
     - `suite`: the quality rules of the bronze -> silver promotion, on the standardized columns.
     - `message_key`: set for a source that also arrives through Kafka (`<prefix>.<name>`): the column whose
       value keys each message, so that one key's events stay in one partition, in order.
+    - `message_rules`: what a streamed message must also satisfy, beyond its schema and key, to land in
+      bronze; one that fails goes to `bronze.dead_letter` naming the rules. `message_time` names a column
+      that may not be later than the message's Kafka timestamp (plus a clock skew), and
+      `message_sku_known` asks for a SKU of the catalogue (silver.products).
     """
 
     name: str
@@ -57,6 +61,9 @@ class Source:
     silver_partition_by: tuple[str, ...] = ()
     silver_stats_columns: tuple[str, ...] = ()
     message_key: str | None = None
+    message_rules: tuple[Rule, ...] = ()
+    message_time: str | None = None
+    message_sku_known: bool = False
 
 
 def _sku_recognised() -> Rule:
@@ -127,7 +134,15 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
          _known_currency(),
          Rule("price_present", DROP, NOT_NULL, {"column": "price"}),
          Rule("price_non_negative", DROP, BETWEEN, {"column": "price", "min_value": 0})),
-        silver_partition_by=("observed_date",)),
+        silver_partition_by=("observed_date",), message_key="sku",
+        # A streamed observation moves live prices at once: implausible ones stop at the door.
+        message_rules=(
+            Rule("price_present", DROP, NOT_NULL, {"column": "price"}),
+            Rule("price_positive", DROP, BETWEEN, {"column": "price", "min_value": 0, "strict_min": True}),
+            Rule("price_plausible", DROP, BETWEEN, {"column": "price", "max_value": reference.MAX_PRICE}),
+            Rule("currency_present", DROP, NOT_NULL, {"column": "currency"}),
+            Rule("currency_known", DROP, IN_SET, {"column": "currency", "value_set": list(reference.CURRENCIES)})),
+        message_time="observed_at", message_sku_known=True),
     Source(
         "customers", "Customer register with postal codes as sent.",
         landing.CUSTOMERS, "csv", ("customer_id",), silver.CUSTOMERS,

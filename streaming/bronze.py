@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from lakehouse import delta
-from lakehouse.delta import delta_exists
+from lakehouse.delta import delta_exists, read_delta
 from lakehouse.health import heartbeat_file, kafka_answers
 from lakehouse.kafka import ensure_topics
 from lakehouse.log import configure_logging
 from lakehouse.settings import get_settings
 from lakehouse.spark import get_spark
 from lakehouse.streams import DEAD_LETTER, STREAMED
+from lakehouse.tables import table
 from streaming.checkpoints import (
     CheckpointError,
     batch_committed,
@@ -40,12 +41,21 @@ from streaming.checkpoints import (
     unfinished_batch,
     verify_checkpoint,
 )
-from transforms.kafka import KAFKA_SOURCE_SCHEMA, conformed_messages, dead_letter_rows, stream_bronze_rows
+from transforms.kafka import (
+    KAFKA_SOURCE_SCHEMA,
+    conformed_messages,
+    dead_letter_rows,
+    message_checks,
+    stream_bronze_rows,
+    with_rejections,
+)
 
 log = logging.getLogger(__name__)
 
 # Spark sets this local property on the thread that runs a query's micro-batches.
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
+# How often a writer that checks SKUs reads the catalogue again (new launches become known).
+CATALOGUE_REFRESH_S = 60.0
 # Failed queries restarted per run before the job gives up (see `supervise`).
 MAX_RESTARTS = 10
 
@@ -74,12 +84,30 @@ class BronzeBatchWriter:
 
     def __init__(self, settings, source, sink: str, unfinished=None):
         self.settings, self.source, self.sink, self.unfinished = settings, source, sink, unfinished
+        self._catalogue: list[str] | None = None
+        self._catalogue_read_at = -CATALOGUE_REFRESH_S
+
+    def known_skus(self, spark) -> list[str] | None:
+        """The catalogue's SKUs (silver.products), read again every CATALOGUE_REFRESH_S; None without one."""
+        if not self.source.sku_known:
+            return None
+        if time.monotonic() - self._catalogue_read_at >= CATALOGUE_REFRESH_S:
+            location = table("silver.products").location(self.settings)
+            self._catalogue = ([r.sku for r in read_delta(spark, location).select("sku").distinct().collect()]
+                               if delta_exists(spark, location) else None)
+            self._catalogue_read_at = time.monotonic()
+            if self._catalogue is None:
+                log.warning("no catalogue yet: SKUs of streamed messages are not checked",
+                            extra={"source": self.source.name})
+        return self._catalogue
 
     def __call__(self, messages, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         query_id = messages.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
-        conformed = conformed_messages(messages, self.source, f"{query_id}/{batch_id}", datetime.now(UTC))
+        conformed = with_rejections(
+            conformed_messages(messages, self.source, f"{query_id}/{batch_id}", datetime.now(UTC)),
+            message_checks(self.source, self.known_skus(messages.sparkSession)))
         # The bronze write is the one pass over the batch in the common case: it counts the bad messages
         # as it goes. It commits even when the batch has no valid message (all bad, or a new query's
         # empty first batch): a commit without rows costs less than a counting pass before every write.

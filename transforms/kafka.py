@@ -7,9 +7,9 @@ landing file). Grain everywhere: one row per Kafka message.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BinaryType,
@@ -23,6 +23,7 @@ from pyspark.sql.types import (
 
 from lakehouse.streams import StreamSource
 from transforms.records import bronze_rows, conform, quarantine_rows, records_from_json_lines, with_lineage
+from transforms.standardize import canonical_sku
 
 # The rows Spark's Kafka source yields (headers not requested).
 KAFKA_SOURCE_SCHEMA = StructType([
@@ -34,6 +35,8 @@ KAFKA_SOURCE_SCHEMA = StructType([
 
 # The Kafka coordinates of a message, carried through `conform` as one struct column.
 _KAFKA = "_kafka"
+# How far a message's event time may run ahead of its Kafka timestamp (clocks of senders drift).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def kafka_records(messages: DataFrame) -> DataFrame:
@@ -53,6 +56,33 @@ def conformed_messages(messages: DataFrame, source: StreamSource, batch_id: str,
     (UTC), so a replayed message lands in the same partition."""
     conformed = conform(kafka_records(messages), source.schema, source.required, passthrough=(_KAFKA,))
     return with_lineage(conformed, F.to_date(f"{_KAFKA}.timestamp"), batch_id, ingested_at)
+
+
+def message_checks(source: StreamSource, known_skus: list[str] | None) -> list[tuple[str, Column]]:
+    """(name, true for a message that fails it) of each check a conformed message of `source` must pass
+    beyond its schema: the source's message rules, an event time no later than the Kafka timestamp plus
+    `MAX_CLOCK_SKEW`, and a SKU of `known_skus` (not checked while there is no catalogue: None).
+
+    The clock is the message's own Kafka timestamp, not the batch's, so that a replayed batch splits the
+    same way."""
+    checks = [(rule.name, rule.unexpected()) for rule in source.rules]
+    if source.event_time:
+        event = F.col(source.event_time)
+        latest = F.col(f"{_KAFKA}.timestamp") + F.expr(f"INTERVAL {int(MAX_CLOCK_SKEW.total_seconds())} SECONDS")
+        checks.append((f"{source.event_time}_in_future", event.isNotNull() & (event > latest)))
+    if source.sku_known and known_skus is not None:
+        checks.append(("sku_unknown", ~F.coalesce(canonical_sku(F.col("sku")).isin(known_skus), F.lit(False))))
+    return checks
+
+
+def with_rejections(conformed: DataFrame, checks: list[tuple[str, Column]]) -> DataFrame:
+    """Conformed messages; one that conformed but fails checks gets `_error` `rejected: <names>`, so it goes to
+    the dead letters instead of bronze. Grain: one row per message."""
+    if not checks:
+        return conformed
+    failed = F.concat_ws(", ", *[F.when(fails, F.lit(name)) for name, fails in checks])
+    return conformed.withColumn("_error", F.when(F.col("_error").isNull() & (failed != ""),
+                                                 F.concat(F.lit("rejected: "), failed)).otherwise(F.col("_error")))
 
 
 def with_kafka_columns(rows: DataFrame) -> DataFrame:

@@ -1,14 +1,21 @@
 """Pure transforms of Kafka messages: whole bronze and dead-letter rows, Kafka coordinates included."""
 
+import json
 from datetime import UTC, date, datetime
 
 from pyspark.sql import Row
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.streams import StreamSource
+from lakehouse.streams import MARKET_STREAM, StreamSource
 from streaming.producer import Message, malformed
-from transforms.kafka import conformed_messages, dead_letter_rows, stream_bronze_rows
+from transforms.kafka import (
+    conformed_messages,
+    dead_letter_rows,
+    message_checks,
+    stream_bronze_rows,
+    with_rejections,
+)
 
 SCHEMA = StructType([StructField("event_id", StringType()), StructField("line_number", IntegerType()),
                      StructField("quantity", IntegerType()), StructField("price", DoubleType())])
@@ -56,3 +63,31 @@ def test_bad_messages_become_dead_letters_with_the_raw_payload_and_reason(spark)
                     **LINEAGE) for i in range(3)]
     actual = dead_letter_rows(_conformed(spark, values), SOURCE)
     assertDataFrameEqual(actual, _frame(spark, expected, actual.schema))
+
+
+def test_market_messages_that_could_move_a_price_wrongly_are_dead_letters_naming_the_checks(spark):
+    market = MARKET_STREAM
+    observed = "2026-11-02T23:50:00+00:00"
+    def message(sku: str, price: float, currency: str | None, at: str = observed) -> str:
+        sent = {"sku": sku, "competitor": "megamart", "price": price, "observed_at": at}
+        return json.dumps(sent if currency is None else {**sent, "currency": currency})
+
+    values = [message("SKU-000001", 9.5, "USD"), message("sku1", 8.0, "EUR"), message("SKU-000001", -1.0, "USD"),
+              message("SKU-000001", 1e9, "XXX"), message("SKU-000001", 9.0, "USD", "2026-11-03T01:00:00+00:00"),
+              message("SKU-999999", 9.0, None)]
+    messages = spark.createDataFrame([(b"k", v.encode(), "t.market_prices", 0, i, AT, 0) for i, v in enumerate(values)],
+                                     KAFKA)
+    conformed = with_rejections(conformed_messages(messages, market, "q/7", INGESTED),
+                                message_checks(market, ["SKU-000001", "SKU-000002"]))
+
+    assert sorted(r.sku for r in stream_bronze_rows(conformed, market).collect()) == ["SKU-000001", "sku1"]
+    assert sorted((r._kafka_offset, r.reason) for r in dead_letter_rows(conformed, market).collect()) == [
+        (2, "rejected: price_positive"),
+        (3, "rejected: price_plausible, currency_known"),
+        (4, "rejected: observed_at_in_future"),
+        (5, "rejected: currency_present, sku_unknown"),
+    ]
+    # Before the first catalogue there is no SKU to check against: only the other checks apply.
+    assert [name for name, _ in message_checks(market, None)] == [
+        "price_present", "price_positive", "price_plausible", "currency_present", "currency_known",
+        "observed_at_in_future"]
