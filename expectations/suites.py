@@ -37,6 +37,16 @@ GOLD_SUITES: dict[str, tuple[Rule, ...]] = {
         Rule("competitor_price_index_positive", WARN, BETWEEN,
              {"column": "competitor_price_index", "min_value": 0, "strict_min": True}),
     ),
+    "demand_profile": (
+        Rule("key_unique", FAIL, COMPOUND_UNIQUE, {"column_list": ["sku", "day_of_week", "hour_of_day"]}),
+        Rule("day_of_week_iso", FAIL, BETWEEN, {"column": "day_of_week", "min_value": 1, "max_value": 7}),
+        Rule("hour_of_day_valid", FAIL, BETWEEN, {"column": "hour_of_day", "min_value": 0, "max_value": 23}),
+        Rule("expected_views_non_negative", FAIL, BETWEEN, {"column": "expected_views_per_hour", "min_value": 0}),
+        Rule("expected_add_to_carts_non_negative", FAIL, BETWEEN,
+             {"column": "expected_add_to_carts_per_hour", "min_value": 0}),
+        # A category hour without a single event in the profile's weeks: possible, but worth a look.
+        Rule("expected_views_present", WARN, NOT_NULL, {"column": "expected_views_per_hour"}),
+    ),
     "shipping_features": (
         Rule("order_id_unique", FAIL, UNIQUE, {"column": "order_id"}),
         Rule("billable_at_least_actual", FAIL, A_GREATER_THAN_B,

@@ -90,6 +90,10 @@ TABLES: dict[str, Table] = {
               "Pricing features known at as_of_date 00:00 UTC (feature_time), from data strictly before: "
               "conversion, anchor score, prices, competitor index, cost, margin, calendar. One row per sku, "
               "as_of_date."),
+        Table("gold.demand_profile", (), "spark_jobs.gold",
+              "Views and add-to-carts each SKU is expected to get in each hour of the week (ISO day, UTC hour): its "
+              "mean daily volume over the last 28 days spread by its category's share of that hour. One row per "
+              "sku, day_of_week, hour_of_day."),
         Table("gold.shipping_features", ("delivery_zone",), "spark_jobs.gold",
               "Each shipment: parcel weight and volume, billable weight, the carrier's rate-card price on the order "
               "date (baseline) and its invoice (label). One row per order_id."),

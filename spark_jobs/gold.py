@@ -5,9 +5,10 @@ Thin job around `features` (definitions: docs/features.md). A run:
 1. Pins the current version of every silver table gold reads (`SILVER_INPUTS`). When the last build
    recorded in `ops.gold_progress` read exactly these versions, it stops: nothing is written.
 2. Builds `gold.pricing_daily` (the clickstream and order lines aggregated once, to SKU-day), then
-   `gold.pricing_features` from its kept rows, and `gold.shipping_features`. Each is cached, validated
-   once with its suite (`expectations.suites.GOLD_SUITES`; results to `ops.quality_results`) and split
-   by its `drop` rules (removed rows go to `gold.quarantine` with the rules' names).
+   `gold.pricing_features` and `gold.demand_profile` from its kept rows, and `gold.shipping_features`.
+   Each is cached, validated once with its suite (`expectations.suites.GOLD_SUITES`; results to
+   `ops.quality_results`) and split by its `drop` rules (removed rows go to `gold.quarantine` with the
+   rules' names).
 3. A failed `fail` rule in any table: no gold table is written (all keep their version), the run
    raises QualityGateError listing every failed rule (`lakehouse gold` exits 2).
 4. Otherwise every gold table and `gold.quarantine` is overwritten (a full recompute: the tables are
@@ -29,6 +30,7 @@ from pyspark.sql import functions as F
 from expectations.gate import QualityGate
 from expectations.recorder import quality_rows, quarantine_rows, split_by_rules
 from expectations.suites import GOLD_SUITES
+from features.demand_profile import demand_profile
 from features.pricing import lowest_cost_history, pricing_daily, pricing_features, sku_day_activity
 from features.shipping import shipping_features
 from lakehouse import delta
@@ -139,6 +141,8 @@ def run(spark: SparkSession, settings: Settings, force: bool = False, run_id: st
             "pricing_daily": daily,
             "pricing_features": built("pricing_features", pricing_features(
                 daily.kept, silver["products"], lowest_cost_history(silver["suppliers"]))),
+            "demand_profile": built("demand_profile", demand_profile(daily.kept, silver["clickstream"],
+                                                                     silver["products"])),
             "shipping_features": built("shipping_features", shipping_features(
                 silver["transactions"], silver["products"], silver["shipping_rates"], silver["quarantine"])),
         }

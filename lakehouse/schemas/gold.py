@@ -70,6 +70,17 @@ PRICING_FEATURES = _schema(
     ("category_views_7d_vs_28d", DoubleType()),
 )
 
+# One row per SKU and hour of the week (ISO day 1-7, UTC hour): the views and add-to-carts expected in it.
+DEMAND_PROFILE = _schema(
+    ("sku", StringType()),
+    ("category", StringType()),
+    ("as_of_date", DateType()),
+    ("day_of_week", IntegerType()),
+    ("hour_of_day", IntegerType()),
+    ("expected_views_per_hour", DoubleType()),
+    ("expected_add_to_carts_per_hour", DoubleType()),
+)
+
 # One row per order (shipment): the parcel, the carrier's rate-card price and its invoice (the label).
 SHIPPING_FEATURES = _schema(
     ("order_id", StringType()),
@@ -95,11 +106,13 @@ SHIPPING_FEATURES = _schema(
 GOLD_SCHEMAS: dict[str, StructType] = {
     "pricing_daily": PRICING_DAILY,
     "pricing_features": PRICING_FEATURES,
+    "demand_profile": DEMAND_PROFILE,
     "shipping_features": SHIPPING_FEATURES,
 }
 
 GOLD_KEYS: dict[str, tuple[str, ...]] = {
     "pricing_daily": ("sku", "date"),
     "pricing_features": ("sku", "as_of_date"),
+    "demand_profile": ("sku", "day_of_week", "hour_of_day"),
     "shipping_features": ("order_id",),
 }

@@ -1,7 +1,6 @@
 """The gold job on a small simulated data set: ingest -> silver -> gold in a temp lake, checked against the
 simulator's truth; re-runs, a failing gate and the quarantine."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,6 +132,19 @@ def test_a_failed_fail_rule_leaves_every_gold_table_unchanged_and_exits_2_naming
     assert _versions(spark, settings, layers=("gold",)) == gold_versions
     failed = _read(spark, settings, "ops.quality_results").where(~F.col("success")).select("table", "rule", "severity")
     assert Row("gold.shipping_features", "parcels_under_1_gram", "fail") in failed.collect()
+
+
+def test_the_demand_profile_spreads_each_sku_s_recent_weekly_views_over_the_hours_of_the_week(spark, built):
+    settings, _ = built
+    profile = _read(spark, settings, "gold.demand_profile").toPandas()
+    daily = _read(spark, settings, "gold.pricing_daily").toPandas()
+    # Four days of history, all within the profile's 28 days: a week of it is 7/28 of the 28-day sum.
+    weekly = daily.dropna(subset=["category"]).groupby("sku")["views"].sum() * 7 / 28
+    spread = profile.groupby("sku")["expected_views_per_hour"].sum()
+    pd.testing.assert_series_equal(spread.sort_index(), weekly.loc[spread.index].sort_index().astype(float),
+                                   check_names=False, rtol=1e-9)
+    assert set(profile["day_of_week"]) <= set(range(1, 8)) and set(profile["hour_of_day"]) <= set(range(24))
+    assert (profile["as_of_date"] == daily["date"].max() + pd.Timedelta(days=1)).all()
 
 
 def test_the_build_records_the_silver_versions_it_read(spark, built):
