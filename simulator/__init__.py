@@ -4,5 +4,7 @@
 - `simulator.events.simulate_day(world, day)` / `events_between(world, start, end)`: clean
   clickstream and transaction events in landing-schema columns, for a live (Kafka) producer.
 - `simulator.truth.load(truth_dir)`: the true demand, cost and shipping functions, for evaluation.
+- `simulator.shocks` / `simulator.market`: competitor and demand shocks, the live market sending
+  competitor prices to Kafka, and the oracle through the shocks (`simulator.truth.oracle_price`).
 See docs/simulator.md.
 """

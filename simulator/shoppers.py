@@ -8,9 +8,12 @@ Clickstream events (view, add_to_cart, checkout, purchase, abandon) carry the `d
 price shown; purchases also send order lines. Both go to Kafka through `streaming.producer`'s
 idempotent producer. Per decision the true expectations (P(add to cart), P(purchase), units, revenue
 and margin at the true unit cost) are written to `<truth>/live_decisions/<run_id>.parquet`, so the
-true lift of every variant is known exactly.
+true lift of every variant is known exactly. Given market shocks (`simulator.shocks`), shoppers feel
+them as they happen: a demand shock scales the arrival rate of its category's views, a competitor
+shock the add-to-cart probability through the competitor price.
 
     python -m simulator.shoppers --minutes 3 --sessions-per-s 5
+    python -m simulator.shoppers --minutes 3 --shocks .state/truth/shocks.parquet   # the live market's shocks
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +39,7 @@ from lakehouse.streams import SHOPPER_STREAMS
 from serving.gateway import API_KEY_HEADER, initial_key_file
 from simulator import truth as sim_truth
 from simulator.events import CARRIER_NAMES, DEVICE_P, DEVICES, REFERRER_P, REFERRERS, SERVICE_NAMES, _shipments
+from simulator.shocks import MarketState, Shock, market_state, read_shocks
 from simulator.world import SEGMENT_SESSION_WEIGHT, World
 from streaming.producer import ProduceError
 
@@ -76,10 +81,13 @@ class LineOutcomes:
         return self.p_purchase * (1 + extra_quantity_mean)
 
 
-def behave(world: World, day: int, sku: np.ndarray, price: np.ndarray, rng: np.random.Generator) -> LineOutcomes:
+def behave(world: World, day: int, sku: np.ndarray, price: np.ndarray, rng: np.random.Generator,
+           competitor_min_usd: np.ndarray | None = None) -> LineOutcomes:
     """The shopper's choice for each viewed SKU index at the price shown, drawn from the true model:
-    add to cart with `cart_probability`, then buy with `purchase_given_cart` (else abandon)."""
-    p_cart = world.cart_probability(sku, price, world.competitor_min_usd(day)[sku])
+    add to cart with `cart_probability`, then buy with `purchase_given_cart` (else abandon).
+    `competitor_min_usd` (every SKU's, e.g. shocked) replaces the day's competitor prices."""
+    cmin = world.competitor_min_usd(day) if competitor_min_usd is None else competitor_min_usd
+    p_cart = world.cart_probability(sku, price, cmin[sku])
     p_buy = p_cart * world.purchase_given_cart
     added = rng.random(len(sku)) < p_cart
     purchased = added & (rng.random(len(sku)) < world.purchase_given_cart)
@@ -126,8 +134,11 @@ class Session:
     unpriced: int = 0  # views of SKUs the API could not price (404): the shopper moved on
 
 
-def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=lambda: datetime.now(UTC)) -> Session:
-    """One session: a known customer views SKUs priced by the API and behaves by the truth.
+def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=lambda: datetime.now(UTC),
+         market: MarketState | None = None) -> Session:
+    """One session: a known customer views SKUs priced by the API and behaves by the truth; under a
+    shocked `market`, SKUs are viewed in proportion to their shocked traffic and bought against the
+    shocked competitor prices.
 
     Grain of the output: clickstream one row per event, transactions one row per order line, truth
     one row per decision."""
@@ -136,6 +147,8 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
     customer = int(rng.choice(active, p=weight / weight.sum()))
     customer_id, session_id = str(world.customer_id[customer]), str(uuid.uuid4())
     views = world.expected_views(world.state_day(day))
+    if market is not None:
+        views = views * market.traffic
     # Distinct SKUs per session: a purchase's order line is found by (order_id, sku).
     n_views = min(1 + rng.poisson(MEAN_VIEWS_PER_SESSION - 1), int((views > 0).sum()))
     sku = rng.choice(world.n_skus, n_views, replace=False, p=views / views.sum())
@@ -145,7 +158,7 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
     session = Session(unpriced=int((~priced).sum()))
     sku, decisions = sku[priced], [a for a in answers if a is not None]
     price = np.array([d.price_usd for d in decisions])
-    outcome = behave(world, day, sku, price, rng)
+    outcome = behave(world, day, sku, price, rng, None if market is None else market.competitor_min_usd)
     order_id = f"ORD-LIVE-{uuid.uuid4().hex[:12]}" if outcome.purchased.any() else None
 
     def event(i: int, event_type: str, page: str, order: str | None = None) -> None:
@@ -219,10 +232,13 @@ def live_truth_dir(settings) -> Path:
 
 
 def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: int | None = None,
-        when: datetime | None = None, api: PriceApi | None = None, seed: int | None = None) -> ShoppersRun:
+        when: datetime | None = None, api: PriceApi | None = None, seed: int | None = None,
+        shocks: Sequence[Shock] = ()) -> ShoppersRun:
     """Shoppers for `duration_s` seconds (or `max_sessions`) at `sessions_per_s`, on the world's state
-    of `when`'s date (default: the day after the history). Returns once Kafka acknowledged every
-    message; raises `streaming.producer.ProduceError` otherwise."""
+    of `when`'s date (default: the day after the history). Under `shocks` (wall-clock instants), each
+    session meets the market of its start: the session rate is scaled by the shocked share of traffic,
+    so a demand shock multiplies its category's views by its multiplier and leaves the others'.
+    Returns once Kafka acknowledged every message; raises `streaming.producer.ProduceError` otherwise."""
     if duration_s <= 0 or sessions_per_s <= 0:
         raise ValueError("duration and sessions per second must be positive: the shoppers always stop by themselves")
     # httpx logs every request at INFO: thousands of lines would bury the progress lines.
@@ -240,12 +256,18 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     truth: list[dict] = []
     event_ids: list[str] = []
     counts = {"sessions": 0, "events": 0, "order_lines": 0, "unpriced_views": 0}
+    base_views = world.expected_views(world.state_day(day))
+    due = 0.0  # seconds after the start at which the next session is due
     started = last_log = time.monotonic()
     log.info("shoppers starting", extra={"run_id": run_id, "day": world.config.day_date(day).isoformat(),
                                          "duration_s": duration_s, "sessions_per_s": sessions_per_s})
     try:
         while time.monotonic() - started < duration_s and (max_sessions is None or counts["sessions"] < max_sessions):
-            session = shop(world, day, api, rng)
+            market, rate = None, 1.0
+            if shocks:
+                market = market_state(world, shocks, datetime.now(UTC), day)
+                rate = float((base_views * market.traffic).sum() / base_views.sum())
+            session = shop(world, day, api, rng, market=market)
             for source, rows, key in (("clickstream", session.clickstream, "session_id"),
                                       ("transactions", session.transactions, "order_id")):
                 for row in rows:
@@ -258,7 +280,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
             counts["order_lines"] += len(session.transactions)
             counts["unpriced_views"] += session.unpriced
             now = time.monotonic()
-            if (ahead := counts["sessions"] / sessions_per_s - (now - started)) > 0:
+            due += 1.0 / (sessions_per_s * rate)
+            if (ahead := due - (now - started)) > 0:
                 time.sleep(min(ahead, max(0.0, duration_s - (now - started))))
             if now - last_log >= PROGRESS_EVERY_S:
                 last_log = now
@@ -291,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "the history)")
     parser.add_argument("--api-url", default=None, help="the API's base URL (default: from the settings)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the shoppers' draws (default: random)")
+    parser.add_argument("--shocks", type=Path, default=None,
+                        help="a shocks.parquet (the live market writes <truth>/shocks.parquet) whose shocks the "
+                             "shoppers feel")
     return parser
 
 
@@ -301,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     result = run(settings, args.minutes * 60, args.sessions_per_s, args.max_sessions,
                  args.day.replace(tzinfo=UTC) if args.day else None,
-                 PriceApi(api_client(settings, args.api_url)), args.seed)
+                 PriceApi(api_client(settings, args.api_url)), args.seed,
+                 read_shocks(args.shocks) if args.shocks else ())
     print(json.dumps({"run_id": result.run_id, "sessions": result.sessions, "decisions": result.decisions,
                       "events": result.events, "order_lines": result.order_lines, "truth": str(result.truth_path)}))
     return 0

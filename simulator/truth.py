@@ -2,12 +2,17 @@
 
 `load(truth_dir)` rebuilds the world from `<truth>/model.json` and answers, vectorised over arrays:
 expected demand at any price, true unit cost, competitor minimum price, the oracle (profit-maximising)
-price and the rate-card shipping cost. `write_truth_tables` writes the same truth as Parquet.
+price and the rate-card shipping cost. `sku_table` and `sku_day_table` are the same truth as tables.
+Live runs under market shocks (`simulator.shocks`): `true_expected_profit`, `oracle_price` and
+`oracle_path` at any instant, and `write_shock_truth` for `<truth>/shocks.parquet` and
+`<truth>/oracle_path.parquet`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +21,16 @@ import pandas as pd
 from lakehouse.reference import CARRIERS, CATEGORIES, SERVICE_LEVELS
 from simulator.config import SimConfig
 from simulator.shipping import billable_weight_kg, rate_card_cost
+from simulator.shocks import COMPETITOR_KINDS, Shock, breakpoints, live_day, market_state, shock_table
 from simulator.world import World
 
 MODEL_FILE = "model.json"
+SHOCKS_FILE = "shocks.parquet"
+ORACLE_PATH_FILE = "oracle_path.parquet"
+MARKET_MESSAGES_FILE = "market_messages.parquet"
+HOURS_PER_DAY = 24.0
+ORACLE_PATH_COLUMNS = ("sku", "time", "oracle_price", "oracle_profit", "unit_cost_usd", "competitor_min_usd",
+                       "demand_multiplier")
 
 
 class Truth:
@@ -29,12 +41,7 @@ class Truth:
 
     # --- indexing --------------------------------------------------------------------------
     def sku_index(self, sku) -> np.ndarray:
-        sku = np.asarray(sku).astype(str)
-        idx = np.searchsorted(self.world.sku_id, sku)  # ids are zero-padded, hence sorted
-        found = (idx < self.world.n_skus) & (self.world.sku_id[np.minimum(idx, self.world.n_skus - 1)] == sku)
-        if not np.all(found):
-            raise KeyError(f"unknown SKUs: {np.unique(sku[~found])[:5].tolist()}")
-        return idx
+        return self.world.sku_index(sku)
 
     def day_index(self, when) -> np.ndarray:
         days = (np.asarray(when, dtype="datetime64[D]") - np.datetime64(self.world.config.start_date, "D"))
@@ -180,3 +187,88 @@ def model_description(world: World) -> dict:
         "purchase_given_cart": world.purchase_given_cart,
         "expected_quantity": 1 + world.params.extra_quantity_mean,
     }
+
+
+# --- live runs under market shocks ---------------------------------------------------------------
+def true_expected_units(world: World, sku, price, t: datetime, shocks: Sequence[Shock] = (),
+                        day: int | None = None) -> np.ndarray:
+    """Expected units sold per hour of each SKU at our USD `price` at instant `t`: the day's mean hourly
+    demand (`Truth.expected_demand` / 24, no diurnal profile: live shoppers arrive at a steady rate)
+    at the shocked competitor minimum price, times the category's traffic multiplier. Broadcasts
+    `sku` (canonical ids) with `price`; the world's state of `day` (default `live_day`)."""
+    day = live_day(world) if day is None else day
+    state = market_state(world, shocks, t, day)
+    i = world.sku_index(sku)
+    per_day = Truth(world).expected_demand(sku, price, state.competitor_min_usd[i], world.config.day_date(day))
+    return per_day * state.traffic[i] / HOURS_PER_DAY
+
+
+def true_expected_profit(world: World, sku, price, t: datetime, shocks: Sequence[Shock] = (),
+                         day: int | None = None) -> np.ndarray:
+    """Expected profit per hour, USD, of each SKU at our USD `price` at instant `t`: (price - true unit
+    cost) * `true_expected_units`. Broadcasts `sku` with `price`."""
+    day = live_day(world) if day is None else day
+    cost = world.unit_cost_usd(day)[world.sku_index(sku)]
+    return (np.asarray(price, dtype=float) - cost) * true_expected_units(world, sku, price, t, shocks, day)
+
+
+def oracle_price(world: World, sku, t: datetime, shocks: Sequence[Shock] = (), day: int | None = None) -> np.ndarray:
+    """The price maximising `true_expected_profit` of each SKU at `t` (`Truth.optimal_price` at the shocked
+    competitor minimum price; MAP and guardrails not applied). Traffic multipliers scale profit at
+    every price alike, so demand shocks leave it unchanged; with a constant own-price elasticity a
+    competitor shock moves it only where the add-to-cart cap binds."""
+    day = live_day(world) if day is None else day
+    state = market_state(world, shocks, t, day)
+    return Truth(world).optimal_price(sku, world.config.day_date(day),
+                                      competitor_price=state.competitor_min_usd[world.sku_index(sku)])
+
+
+def oracle_path(world: World, shocks: Sequence[Shock], skus, times, day: int | None = None) -> pd.DataFrame:
+    """The oracle through the shocks. Grain: one row per SKU and instant of `times` (timezone-aware),
+    sorted by SKU then time: `ORACLE_PATH_COLUMNS`, profits per hour as in `true_expected_profit`."""
+    day = live_day(world) if day is None else day
+    skus = np.asarray(skus).astype(str)
+    i = world.sku_index(skus)
+    frames = []
+    for t in np.atleast_1d(np.asarray(times, dtype=object)):
+        state = market_state(world, shocks, t, day)
+        price = oracle_price(world, skus, t, shocks, day)
+        frames.append(pd.DataFrame({
+            "sku": skus, "time": pd.Timestamp(t).tz_convert("UTC"), "oracle_price": price,
+            "oracle_profit": true_expected_profit(world, skus, price, t, shocks, day),
+            "unit_cost_usd": world.unit_cost_usd(day)[i], "competitor_min_usd": state.competitor_min_usd[i],
+            "demand_multiplier": state.traffic[i]}, columns=list(ORACLE_PATH_COLUMNS)))
+    if not frames:
+        return pd.DataFrame(columns=list(ORACLE_PATH_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values(["sku", "time"], kind="stable").reset_index(drop=True)
+
+
+def shocked_skus(world: World, shocks: Sequence[Shock], day: int | None = None) -> np.ndarray:
+    """Canonical ids of the SKUs any shock touches (a competitor shock's SKUs, a demand shock's active
+    category members), sorted."""
+    day = live_day(world) if day is None else day
+    touched = np.zeros(world.n_skus, dtype=bool)
+    for s in shocks:
+        if s.kind in COMPETITOR_KINDS:
+            touched[world.sku_index(s.skus)] = True
+        else:
+            touched |= (world.category == CATEGORIES.index(s.category)) & world.is_active(day)
+    return world.sku_id[touched]
+
+
+def write_shock_truth(truth_dir: Path, world: World, shocks: Sequence[Shock], start: datetime, end: datetime,
+                      run_id: str, day: int | None = None) -> tuple[Path, Path]:
+    """`<truth>/shocks.parquet` (one row per shock: `run_id` and `shock_table`'s columns) and
+    `<truth>/oracle_path.parquet` (`run_id` and `oracle_path` of every shocked SKU at `start` and at
+    each shock start and end before `end`: a step function, each row holding until the SKU's next).
+    Both are replaced: they describe the latest run."""
+    truth_dir = Path(truth_dir)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    shocks_path, path_path = truth_dir / SHOCKS_FILE, truth_dir / ORACLE_PATH_FILE
+    table = shock_table(shocks)
+    table.insert(0, "run_id", run_id)
+    table.to_parquet(shocks_path, index=False)
+    path = oracle_path(world, shocks, shocked_skus(world, shocks, day), breakpoints(shocks, start, end), day)
+    path.insert(0, "run_id", run_id)
+    path.to_parquet(path_path, index=False)
+    return shocks_path, path_path

@@ -176,10 +176,14 @@ class World:
         self.competitor_currency = cur
         self.competitor_quote = np.where(self.covered[None], np.round(usd / self.fx[:, None, cur], 2), np.nan)
 
-    def competitor_min_usd(self, day: int) -> np.ndarray:
-        """Lowest competitor price in USD of every SKU on `day`; NaN where no competitor sells it."""
+    def competitor_min_usd(self, day: int, quote: np.ndarray | None = None) -> np.ndarray:
+        """Lowest competitor price in USD of every SKU on `day`; NaN where no competitor sells it.
+
+        `quote` [sku, competitor] (competitors' currencies) replaces the day's quotes, e.g. shocked ones
+        (`simulator.shocks.market_state`); the day's exchange rates convert them."""
         d = self.state_day(day)
-        usd = self.competitor_quote[d] * self.fx[d, self.competitor_currency][None, :]
+        quote = self.competitor_quote[d] if quote is None else quote
+        usd = quote * self.fx[d, self.competitor_currency][None, :]
         out = np.full(self.n_skus, np.nan)
         any_cover = self.covered.any(axis=1)
         out[any_cover] = np.nanmin(usd[any_cover], axis=1)
@@ -205,6 +209,15 @@ class World:
         first_digit = prefix // 100
         self.region = np.array(REGIONS)[first_digit]
         self.city = np.array(CITIES)[first_digit, rng.integers(0, 2, total)]
+
+    def sku_index(self, sku) -> np.ndarray:
+        """Indexes of canonical SKU ids (`SKU-000123`); KeyError naming unknown ones."""
+        sku = np.asarray(sku).astype(str)
+        idx = np.searchsorted(self.sku_id, sku)  # ids are zero-padded, hence sorted
+        found = (idx < self.n_skus) & (self.sku_id[np.minimum(idx, self.n_skus - 1)] == sku)
+        if not np.all(found):
+            raise KeyError(f"unknown SKUs: {np.unique(sku[~found])[:5].tolist()}")
+        return idx
 
     def zone_of(self, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(prefix) - VALID_PREFIXES[0]

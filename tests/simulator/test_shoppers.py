@@ -1,17 +1,22 @@
 """Live shoppers' decision logic on a small world, with a fake HTTP transport standing in for the API."""
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 import pytest
 
+from lakehouse.reference import CATEGORIES
 from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
 from lakehouse.streams import SHOPPER_STREAMS
 from serving.app import create_app
 from serving.gateway import API_KEY_HEADER, initial_key_file
+from simulator import shoppers
 from simulator.config import SimConfig
+from simulator.shocks import market_state, scripted_shocks, top_skus
 from simulator.shoppers import PriceApi, ShopperError, behave, run, shop
+from simulator.truth import MODEL_FILE, model_description
 from simulator.world import World
 
 
@@ -110,6 +115,82 @@ def test_a_refused_price_request_stops_the_shopper_with_the_reason(world):
         lambda request: httpx.Response(403, json={"detail": "unknown or revoked API key"}))))
     with pytest.raises(ShopperError, match="403.*revoked"):
         shop(world, 5, refuse, np.random.default_rng(0))
+
+
+SHOCK_START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def test_under_a_competitor_cut_shoppers_buy_against_the_cut_price(world):
+    skus = top_skus(world, "electronics", 10, "megamart", day=5)
+    cut = scripted_shocks(world, SHOCK_START, [{"kind": "competitor_cut", "at_s": 0, "competitor": "megamart",
+                                                "skus": skus, "multiplier": 0.7}], day=5)
+    market = market_state(world, cut, SHOCK_START, day=5)
+
+    def at_reference_price(request: httpx.Request) -> httpx.Response:
+        sku = json.loads(request.content)["sku"]
+        return httpx.Response(200, json={"decision_id": sku, "experiment": None, "variant": None,
+                                         "price_usd": float(world.ref_price[world.sku_index([sku])[0]])})
+
+    api = PriceApi(httpx.Client(base_url="http://api", transport=httpx.MockTransport(at_reference_price)))
+    truth = [t for seed in range(200) for t in shop(world, 5, api, np.random.default_rng(seed), market=market).truth]
+    index = world.sku_index([t["sku"] for t in truth])
+    price = world.ref_price[index]
+    expected = world.cart_probability(index, price, market.competitor_min_usd[index])
+    np.testing.assert_allclose([t["p_add_to_cart"] for t in truth], expected, rtol=1e-12)
+    cheaper = market.competitor_min_usd[index] < world.competitor_min_usd(5)[index]
+    assert cheaper.sum() >= 10  # viewed SKUs the cut made cheaper elsewhere: less likely to be carted
+    unshocked = world.cart_probability(index, price, world.competitor_min_usd(5)[index])
+    assert np.all(expected[cheaper] < unshocked[cheaper]) and np.all(expected[~cheaper] == unshocked[~cheaper])
+
+
+def test_a_demand_surge_multiplies_the_views_of_its_category(world):
+    """Views are drawn in proportion to traffic: toys' share s of the views becomes 3s / (1 + 2s) under a
+    x3 surge (within 4 standard errors)."""
+    toys = CATEGORIES.index("toys")
+    surge = scripted_shocks(world, SHOCK_START, [{"kind": "demand_surge", "at_s": 0, "category": "toys",
+                                                  "multiplier": 3.0}])
+    views = world.expected_views(world.state_day(5))
+    share = views[world.category == toys].sum() / views.sum()
+    surged = market_state(world, surge, SHOCK_START, day=5)
+    for market, expected in ((None, share), (surged, 3 * share / (1 + 2 * share))):
+        seen = [e["sku"] for seed in range(600) for e in shop(world, 5, fake_api(9.0, []), np.random.default_rng(seed),
+                                                              market=market).clickstream if e["event_type"] == "view"]
+        observed = np.mean(world.category[world.sku_index(seen)] == toys)
+        assert abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / len(seen))
+
+
+class NullProducer:
+    """Accepts and forgets every message (kafka-python's send / add_errback / flush / close)."""
+
+    def send(self, *args, **kwargs):
+        return self
+
+    def add_errback(self, fn):
+        return self
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_under_a_demand_surge_sessions_arrive_faster_by_the_surged_share_of_traffic(world, settings, tmp_path,
+                                                                                  monkeypatch):
+    """A x10 surge on toys (share s of traffic) makes sessions arrive 1 + 9s times as fast."""
+    lake = settings.model_copy(update={"state_dir": tmp_path})
+    lake.truth_dir.mkdir(parents=True)
+    (lake.truth_dir / MODEL_FILE).write_text(json.dumps(model_description(world)))
+    monkeypatch.setattr(shoppers, "ensure_topics", lambda *args: None)
+    monkeypatch.setattr(shoppers, "kafka_producer", lambda *args: NullProducer())
+    now = datetime.now(UTC)
+    surge = scripted_shocks(world, now, [{"kind": "demand_surge", "at_s": -60, "category": "toys", "multiplier": 10.0}])
+    views = world.expected_views(world.state_day(5))
+    rate = 1 + 9 * views[world.category == CATEGORIES.index("toys")].sum() / views.sum()
+    calm = run(lake, 2.0, sessions_per_s=15, api=fake_api(9.0, []), seed=1)
+    surged = run(lake, 2.0, sessions_per_s=15, api=fake_api(9.0, []), seed=1, shocks=surge)
+    assert abs(calm.sessions - 30) <= 2
+    assert abs(surged.sessions - 30 * rate) <= 2
 
 
 @pytest.mark.integration
