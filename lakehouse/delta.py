@@ -92,9 +92,12 @@ def replace(frame: DataFrame, target: Table, settings: Settings, where: str | No
     writer.save(target.location(settings))
 
 
-def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, ...], newer: str | None) -> None:
+def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, ...], newer: str | None,
+          scope: str | None = None) -> None:
     """Upsert `rows` into `target` by `keys` (`create` when there is no table yet); `newer` is the condition
-    under which a match is updated (None: matches are kept as they are).
+    under which a match is updated (None: matches are kept as they are). `scope`, a condition on the
+    target (`t.`), confines the MERGE to the partitions it names, so that writers of other partitions do
+    not conflict with it.
 
     The target's date partition column, when it has one, is restricted to the batch's dates so that
     the MERGE rewrites only those partitions (a late row's old date is among them)."""
@@ -102,7 +105,7 @@ def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, .
     if not delta_exists(spark, location):
         create(rows, target, settings)
         return
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    condition = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys] + ([f"({scope})"] if scope else []))
     schema = {f.name: f.dataType for f in rows.schema.fields}
     for column in (c for c in target.partition_by if isinstance(schema.get(c), DateType)):
         days = [r[0] for r in rows.select(column).distinct().collect()]
@@ -115,3 +118,10 @@ def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, .
     if newer:
         merger = merger.whenMatchedUpdateAll(condition=newer)
     merger.whenNotMatchedInsertAll().execute()
+
+
+def delete(spark: SparkSession, target: Table, settings: Settings, where: str) -> None:
+    """Delete the rows that match `where` (nothing when there is no table yet)."""
+    location = target.location(settings)
+    if delta_exists(spark, location):
+        DeltaTable.forPath(spark, location).delete(where)

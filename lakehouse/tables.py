@@ -97,6 +97,14 @@ TABLES: dict[str, Table] = {
         Table("gold.shipping_features", ("delivery_zone",), "spark_jobs.gold",
               "Each shipment: parcel weight and volume, billable weight, the carrier's rate-card price on the order "
               "date (baseline) and its invoice (label). One row per order_id."),
+        Table("gold.live_activity", ("window_minutes",), "streaming.features",
+              "Live demand per SKU from the clickstream stream, in event time: views, add-to-carts and purchases "
+              "in sliding windows of 15 and 60 minutes (sliding every minute), with the demand index against "
+              "gold.demand_profile. One row per sku, window_minutes and window_end with an event; rows of windows "
+              "that ended over 2 hours ago are deleted.", ("window_end", "sku")),
+        Table("gold.live_competitor_prices", (), "streaming.features",
+              "Each competitor's latest observed price of each SKU from the market-prices stream, in USD. One row "
+              "per sku and competitor."),
         Table("gold.quarantine", ("table",), "spark_jobs.gold",
               "Rows of the latest gold build removed by a drop rule: the row as JSON, its key and the names of the "
               "rules it failed. One row per removed row."),

@@ -148,7 +148,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _streaming_service(settings: Settings) -> Service:
-    """One Spark driver running the Kafka -> bronze queries of every streamed topic (streaming.bronze)."""
+    """One Spark driver running the Kafka -> bronze queries of every streamed topic (streaming.bronze) and the
+    streaming features beside them (streaming.features)."""
     env = {**_child_env(settings),
            "LAKEHOUSE_STREAMING_TRIGGER_INTERVAL": settings.streaming_trigger_interval,
            "LAKEHOUSE_STREAMING_MAX_OFFSETS_PER_TRIGGER": str(settings.streaming_max_offsets_per_trigger),

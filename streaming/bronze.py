@@ -6,6 +6,7 @@ commit with `userMetadata` `{"query_id", "batch"}`. Spark replays only a query's
 after a crash (same id, same offsets); before writing it again, the writer looks for that commit in
 each table (`streaming.checkpoints.batch_committed`) and skips a write that already happened, so
 nothing is lost or duplicated. Bad messages go to the dead-letter table; the query never fails on data.
+The driver (`main`) runs the streaming features' queries too (`streaming.features`), in the same JVM.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from streaming.checkpoints import (
     unfinished_batch,
     verify_checkpoint,
 )
+from streaming.features import Starter, feature_starters
 from transforms.kafka import (
     KAFKA_SOURCE_SCHEMA,
     conformed_messages,
@@ -193,15 +195,23 @@ def ensure_tables(spark, settings, sources) -> None:
                 delta.create(rows, target, settings)
 
 
-def start(spark, settings, sources, options: StreamOptions) -> list:
-    """Verify every checkpoint (refusing before anything starts), then start one query per source."""
+def bronze_starters(spark, settings, sources, options: StreamOptions) -> list[Starter]:
+    """Verify every checkpoint (refusing before anything starts), create the tables and topics, then one
+    starter per source: a first start with `options`, a restart from the checkpoint as it is."""
     if options.sink == "delta":
         if not options.reset_checkpoint:
             for source in sources:
                 verify_checkpoint(spark, settings, source)
         ensure_tables(spark, settings, sources)
     ensure_topics(settings, sources)
-    return [start_query(spark, settings, source, options) for source in sources]
+    resumed = replace(options, reset_checkpoint=False, starting_offsets="earliest")
+    return [lambda first, source=source: start_query(spark, settings, source, options if first else resumed)
+            for source in sources]
+
+
+def start(spark, settings, sources, options: StreamOptions) -> list:
+    """Start one query per source (`bronze_starters`)."""
+    return [starter(True) for starter in bronze_starters(spark, settings, sources, options)]
 
 
 def batches_to_log(progress: list, last_logged: int) -> list:
@@ -210,8 +220,7 @@ def batches_to_log(progress: list, last_logged: int) -> list:
     return [p for p in progress if p["numInputRows"] and p["batchId"] > last_logged]
 
 
-def supervise(spark, settings, sources, options: StreamOptions, stopping: threading.Event,
-              poll_s: float = 1.0) -> None:
+def supervise(settings, starters: list[Starter], stopping: threading.Event, poll_s: float = 1.0) -> None:
     """Start the queries, log their progress and keep the heartbeat fresh until every query ends
     (available-now) or `stopping` is set; then stop them.
 
@@ -219,8 +228,7 @@ def supervise(spark, settings, sources, options: StreamOptions, stopping: thread
     once makes that safe): Spark 4.1.1's Kafka source fails with a NullPointerException in its
     metrics when it replays an unfinished batch after a crash (SPARK-55271); a restart gets past it.
     """
-    queries = start(spark, settings, sources, options)
-    resumed = replace(options, reset_checkpoint=False, starting_offsets="earliest")
+    queries = [starter(True) for starter in starters]
     restarts = 0
     logged: dict[str, int] = {}
     heartbeat = heartbeat_file(settings)
@@ -234,7 +242,7 @@ def supervise(spark, settings, sources, options: StreamOptions, stopping: thread
                         raise RuntimeError(f"query {query.name} failed: {query.exception()}")
                     log.warning("query failed; restarting from its checkpoint",
                                 extra={"query": query.name, "restart": restarts, "error": str(query.exception())})
-                    queries[i] = start_query(spark, settings, sources[i], resumed)
+                    queries[i] = starters[i](False)
                     continue
                 for progress in batches_to_log(query.recentProgress, logged.get(query.name, -1)):
                     log.info("batch", extra={
@@ -269,12 +277,15 @@ def build_parser(settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m streaming.bronze", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Stream Kafka topics <KAFKA_TOPIC_PREFIX>.<source> (simulated shoppers' clickstream and "
-                    "transactions, the API's decisions) into bronze.<source>_stream, bad "
-                    "messages into bronze.dead_letter, exactly once. Runs until stopped (SIGTERM/Ctrl-C) "
+                    "transactions, the live market's competitor prices, the API's decisions) into "
+                    "bronze.<source>_stream, bad messages into bronze.dead_letter, exactly once, and the streaming "
+                    "features from them into the online tables (gold.live_*). Runs until stopped (SIGTERM/Ctrl-C) "
                     "with the processing-time trigger, or until caught up with --trigger available-now.")
     defaults = StreamOptions(settings.streaming_trigger_interval, settings.streaming_max_offsets_per_trigger)
-    parser.add_argument("--source", action="append", choices=["clickstream", "transactions", "decisions"],
-                        help="stream only this source (repeatable; default: all three)")
+    parser.add_argument("--source", action="append", choices=list(STREAMED),
+                        help="stream only this source (repeatable; default: all)")
+    parser.add_argument("--no-features", action="store_true",
+                        help="run the bronze queries only, not the streaming features (streaming.features)")
     parser.add_argument("--trigger", choices=["processing", "available-now"], default=defaults.trigger,
                         help="processing: a micro-batch every --interval; available-now: what is there, then exit")
     parser.add_argument("--interval", default=defaults.interval, help="processing-time trigger interval")
@@ -304,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_broker(settings)
             spark = get_spark("streaming-bronze", settings)
             try:
-                supervise(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options, stopping)
+                starters = bronze_starters(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options)
+                if not args.no_features:
+                    trigger = ({"availableNow": True} if options.trigger == "available-now"
+                               else {"processingTime": options.interval})
+                    starters += feature_starters(spark, settings, trigger)
+                supervise(settings, starters, stopping)
             finally:
                 spark.stop()
     except CheckpointError as err:
