@@ -284,8 +284,11 @@ def build_parser(settings) -> argparse.ArgumentParser:
     defaults = StreamOptions(settings.streaming_trigger_interval, settings.streaming_max_offsets_per_trigger)
     parser.add_argument("--source", action="append", choices=list(STREAMED),
                         help="stream only this source (repeatable; default: all)")
-    parser.add_argument("--no-features", action="store_true",
-                        help="run the bronze queries only, not the streaming features (streaming.features)")
+    features = parser.add_mutually_exclusive_group()
+    features.add_argument("--no-features", action="store_true",
+                          help="run the bronze queries only, not the streaming features (streaming.features)")
+    features.add_argument("--features-only", action="store_true",
+                          help="run the streaming features only, on the bronze streams as they are (no Kafka)")
     parser.add_argument("--trigger", choices=["processing", "available-now"], default=defaults.trigger,
                         help="processing: a micro-batch every --interval; available-now: what is there, then exit")
     parser.add_argument("--interval", default=defaults.interval, help="processing-time trigger interval")
@@ -312,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     try:
         with exclusive_checkpoints(settings):
-            wait_for_broker(settings)
+            if not args.features_only:
+                wait_for_broker(settings)
             spark = get_spark("streaming-bronze", settings)
             try:
-                starters = bronze_starters(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options)
+                starters = ([] if args.features_only else
+                            bronze_starters(spark, settings, [STREAMED[s] for s in args.source or STREAMED], options))
                 if not args.no_features:
                     trigger = ({"availableNow": True} if options.trigger == "available-now"
                                else {"processingTime": options.interval})

@@ -146,9 +146,14 @@ def competitor_starter(spark: SparkSession, settings: Settings, trigger: dict) -
 
 
 def feature_starters(spark: SparkSession, settings: Settings, trigger: dict) -> list[Starter]:
-    """One starter per feature query, the online tables created; `trigger` is `DataStreamWriter.trigger`'s
-    keyword (`processingTime=...` or `availableNow=True`). The bronze streams must exist (the bronze
-    queries create them)."""
+    """One starter per feature query whose bronze stream exists (the bronze queries create them), the online
+    tables created; `trigger` is `DataStreamWriter.trigger`'s keyword (`processingTime=...` or
+    `availableNow=True`)."""
     ensure_tables(spark, settings)
-    return [*(activity_starter(spark, settings, minutes, trigger) for minutes in ACTIVITY_WINDOWS),
-            competitor_starter(spark, settings, trigger)]
+    wanted = {"bronze.clickstream_stream": [activity_starter(spark, settings, minutes, trigger)
+                                            for minutes in ACTIVITY_WINDOWS],
+              "bronze.market_prices_stream": [competitor_starter(spark, settings, trigger)]}
+    missing = [name for name in wanted if not delta_exists(spark, table(name).location(settings))]
+    if missing:
+        log.warning("no bronze stream yet: its feature queries are not started", extra={"tables": missing})
+    return [starter for name, starters in wanted.items() if name not in missing for starter in starters]

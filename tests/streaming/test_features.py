@@ -1,6 +1,11 @@
 """The streaming features' queries on hand-written bronze rows, run step by step (available-now): late,
 duplicate and out-of-order events, across the watermark; latest competitor prices whatever the order."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -88,3 +93,52 @@ def test_each_competitor_s_latest_price_stands_whatever_order_observations_arriv
         Row(sku="SKU-000001", competitor="megamart", price_usd=9.0, observed_at=datetime(2026, 11, 2, 11)),
         Row(sku="SKU-000001", competitor="shopdirect", price_usd=11.0, observed_at=datetime(2026, 11, 2, 12)),
     ])
+
+
+def _clicks(first: int, count: int) -> list[tuple]:
+    """Events a second apart from 10:00 (all within the watermark of each other), every tenth sent twice."""
+    rows = [(f"e{i}", f"SKU-00000{i % 3 + 1}", ("view", "add_to_cart", "purchase")[i % 3],
+             f"2026-11-02T10:{i // 60 % 60:02d}:{i % 60:02d}+00:00") for i in range(first, first + count)]
+    return rows + rows[::10]
+
+
+def _online(spark, lake: Settings):
+    return read_delta(spark, table("gold.live_activity").location(lake))
+
+
+@pytest.mark.integration
+def test_the_feature_job_killed_nine_mid_stream_ends_with_the_online_table_of_an_uninterrupted_run(
+        spark, settings, tmp_path):
+    env = {**os.environ, "LAKEHOUSE_JARS_DIR": str(settings.jars_dir)}
+    killed, reference = (Settings(state_dir=tmp_path / name, jars_dir=settings.jars_dir)
+                         for name in ("killed", "reference"))
+    for lake in (killed, reference):
+        ensure_tables(spark, lake)
+        _append(spark, lake, "bronze.clickstream_stream", _clicks(0, 120), CLICKS)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "streaming.bronze", "--features-only", "--interval", "1 second"],
+        env={**env, "LAKEHOUSE_STATE_DIR": str(killed.state_dir)}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # More rows while the queries run; kill -9 once the first window counts are committed.
+        deadline = time.monotonic() + 180
+        for first in range(120, 480, 120):
+            _append(spark, killed, "bronze.clickstream_stream", _clicks(first, 120), CLICKS)
+            time.sleep(1)
+        while _online(spark, killed).count() == 0:
+            assert time.monotonic() < deadline and driver.poll() is None, "no window committed"
+            time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL
+    for first in range(120, 480, 120):
+        _append(spark, reference, "bronze.clickstream_stream", _clicks(first, 120), CLICKS)
+    for lake in (killed, reference):
+        done = subprocess.run([sys.executable, "-m", "streaming.bronze", "--features-only", "--trigger",
+                               "available-now"], env={**env, "LAKEHOUSE_STATE_DIR": str(lake.state_dir)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    assertDataFrameEqual(_online(spark, killed), _online(spark, reference))
+    assert _online(spark, reference).where(F.col("window_minutes") == 60).agg(F.sum("views")).first()[0] == 160 * 60
