@@ -1,6 +1,6 @@
 """The demand profile: each SKU's expected views and add-to-carts per hour, for each hour of the week.
 
-The live features judge a streamed hour of demand against it (`transforms.live_features.demand_index`), so
+The live features judge a streamed hour of demand against it (`features.live.with_demand_index`), so
 that a normal Saturday evening is not a surge. A SKU alone has too few events per hour of the week to
 estimate 168 levels; its category has enough. So the level is the SKU's mean daily volume over the last
 `PROFILE_DAYS` days, spread over the week by its category's share of each hour of the week:

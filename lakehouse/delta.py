@@ -57,8 +57,9 @@ def create(frame: DataFrame, target: Table, settings: Settings) -> None:
 
 
 def append(frame: DataFrame, target: Table, settings: Settings, metadata: dict[str, Any] | None = None) -> None:
-    """Append `frame`; `metadata` goes into the commit's `userMetadata` (as JSON)."""
-    writer = _writer(frame, target, "append")
+    """Append `frame`; `metadata` goes into the commit's `userMetadata` (as JSON). A column the declared schema
+    gained since the table was created is added to it (a type change still fails)."""
+    writer = _writer(frame, target, "append").option("mergeSchema", "true")
     if metadata is not None:
         writer = writer.option("userMetadata", json.dumps(metadata))
     writer.save(target.location(settings))
@@ -114,7 +115,8 @@ def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, .
         if None in days:
             pruned.append(f"t.`{column}` IS NULL")
         condition += f" AND ({' OR '.join(pruned)})"
-    merger = DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), condition)
+    # Declared schemas grow by new columns (the decision log's, a source's); the MERGE adds them to the table.
+    merger = DeltaTable.forPath(spark, location).alias("t").merge(rows.alias("s"), condition).withSchemaEvolution()
     if newer:
         merger = merger.whenMatchedUpdateAll(condition=newer)
     merger.whenNotMatchedInsertAll().execute()

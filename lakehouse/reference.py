@@ -16,4 +16,5 @@ MAX_PRICE = 100_000.0
 ZONE_COUNT = 8
 # The API's decision log (serving.decision_log).
 ENDPOINTS: tuple[str, ...] = ("pricing", "shipping")
-STRATEGIES: tuple[str, ...] = ("model", "rule_based")
+# Pricing answers: the optimizer (daily book), live repricing or the rule; shipping: the model or the rate card.
+STRATEGIES: tuple[str, ...] = ("optimizer", "live", "rule_based", "model", "rate_card")

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # The streaming job's defaults (`python -m streaming.bronze`, the stack's streaming service).
     streaming_trigger_interval: str = "5 seconds"
     streaming_max_offsets_per_trigger: int = 50_000
+    # Seconds between the API's polls of the live feature tables: with the repricing after it, the bound on
+    # how late a live price follows its features.
+    live_features_poll_s: float = Field(5.0, gt=0)
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5000", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
     )

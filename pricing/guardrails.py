@@ -2,7 +2,8 @@
 
 Grain: every array is one row per SKU (all inputs broadcast to one length). NaN means "unknown" for the
 current price (a new SKU: no daily change limit), the competitor minimum price (no band) and MAP (no MAP
-floor); the candidate and the unit cost must be known. Pure numpy, no I/O.
+floor); the candidate and the unit cost must be known. Pure numpy; the policy in force
+(`DEFAULT_GUARDRAILS`) is the `guardrails` section of the pricing policy file (`pricing.policy`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pricing.policy import policy_section
+
 
 @dataclass(frozen=True)
 class Guardrails:
-    """The business rules of one pricing policy; `from_dict` reads the `guardrails` section of a config."""
+    """The business rules of one pricing policy. The values in force are the policy file's
+    (`DEFAULT_GUARDRAILS`); `from_dict` overrides some of them from a config section."""
 
-    min_margin_pct: float = 10.0  # price >= unit cost * (1 + min_margin_pct / 100)
-    max_daily_change_pct: float = 10.0  # |price / current price - 1| <= max_daily_change_pct / 100
-    competitor_band: tuple[float, float] = (0.85, 1.15)  # price / competitor minimum price within the band
-    respect_map: bool = True  # price >= MAP where a MAP is set
-    price_ending: float | None = 0.99  # prices end in .99; None leaves prices as clamped
+    min_margin_pct: float  # price >= unit cost * (1 + min_margin_pct / 100)
+    max_daily_change_pct: float  # |price / current price - 1| <= max_daily_change_pct / 100
+    competitor_band: tuple[float, float]  # price / competitor minimum price within the band
+    respect_map: bool  # price >= MAP where a MAP is set
+    price_ending: float | None  # prices end in e.g. .99; None leaves prices as clamped
 
     def __post_init__(self) -> None:
         band = tuple(float(x) for x in self.competitor_band)
@@ -51,13 +55,13 @@ class Guardrails:
     @classmethod
     def from_dict(cls, section: Mapping[str, Any] | None) -> Guardrails:
         """Guardrails from a config section (e.g. `yaml.safe_load(...)["guardrails"]`); missing keys keep
-        their defaults, unknown keys are an error."""
+        the policy file's values, unknown keys are an error."""
         section = dict(section or {})
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(section) - set(known))
         if unknown:
             raise ValueError(f"unknown guardrail settings {unknown}; known: {known}")
-        return cls(**section)
+        return dataclasses.replace(DEFAULT_GUARDRAILS, **section)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON/YAML values (the inverse of `from_dict`)."""
@@ -74,7 +78,7 @@ class Guardrails:
         return self.max_daily_change_pct / 100
 
 
-DEFAULT_GUARDRAILS = Guardrails()
+DEFAULT_GUARDRAILS = policy_section(Guardrails, "guardrails")
 
 
 class Reason(StrEnum):
@@ -96,6 +100,10 @@ class Reason(StrEnum):
     PRICE_ENDING_UNAVAILABLE = "PRICE_ENDING_UNAVAILABLE"  # no allowed ending fits: clamped price kept
     NO_CURRENT_PRICE = "NO_CURRENT_PRICE"  # no current price: daily change limit not applied
     NO_COMPETITOR = "NO_COMPETITOR"  # no competitor price: band not applied
+    # Live repricing only (pricing.live), after the ones above so that the stored bits do not move.
+    LIVE_DAILY_MOVE_LIMIT = "LIVE_DAILY_MOVE_LIMIT"  # moved back within the bound around the day's first price
+    LIVE_DAILY_MOVE_OVERRIDDEN = "LIVE_DAILY_MOVE_OVERRIDDEN"  # the floor lies above that bound: floor won
+    LIVE_CHANGE_LIMIT = "LIVE_CHANGE_LIMIT"  # the hour's live changes are used up: the previous price kept
 
     @property
     def bit(self) -> int:
@@ -224,16 +232,21 @@ def _bits(where: np.ndarray, reason_bits_: int | np.ndarray) -> np.ndarray:
     return np.where(where, reason_bits_, 0).astype(REASON_DTYPE)
 
 
+def price_floor(market: Market, rails: Guardrails) -> tuple[np.ndarray, np.ndarray]:
+    """Per SKU the lowest price any rule allows, max(cost * (1 + min margin), MAP), and its reason bit."""
+    margin_floor = market.unit_cost * rails.margin_factor
+    map_binds = rails.respect_map & (market.map_price > margin_floor)  # NaN compares False: no MAP floor
+    return (np.where(map_binds, market.map_price, margin_floor),
+            np.where(map_binds, Reason.MAP_FLOOR.bit, Reason.MARGIN_FLOOR.bit))
+
+
 def market_interval(market: Market, rails: Guardrails) -> Interval:
     """`feasible_interval` of validated inputs."""
     shape = market.shape
     notes = np.zeros(shape, dtype=REASON_DTYPE)
 
     # 1. The floor.
-    margin_floor = market.unit_cost * rails.margin_factor
-    map_binds = rails.respect_map & (market.map_price > margin_floor)  # NaN compares False: no MAP floor
-    low = np.where(map_binds, market.map_price, margin_floor)
-    low_reason = np.where(map_binds, Reason.MAP_FLOOR.bit, Reason.MARGIN_FLOOR.bit)
+    low, low_reason = price_floor(market, rails)
     high = np.full(shape, np.inf)
     high_reason = np.zeros(shape, dtype=REASON_DTYPE)
 

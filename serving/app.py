@@ -2,7 +2,8 @@
 
 `create_app()` builds the application; `app` is the one `uvicorn serving.app:app` serves. Start-up
 creates the first API key if none exists (`<state>/api_key.txt`), loads the experiments and the
-online features and starts the decision log; shutdown flushes the decision log. Endpoints reach
+online features (and starts polling the live ones, which reprice the live book) and starts the
+decision log; shutdown flushes the decision log and stops the pollers. Endpoints reach
 these through a `Components` parameter; a router with `route_class=GatewayRoute` puts its endpoints
 behind the gateway. Start-up also loads the registered models by alias (`serving.models`); the
 `/v1` endpoints are in `serving.routes`, the status page `/status` in `serving.status`.
@@ -23,8 +24,8 @@ from serving.experiments import Experiments
 from serving.gateway import BodySizeLimit, Gateway, document_api_key, ensure_initial_key
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.models import ModelStore
-from serving.online_features import OnlineFeatures
-from serving.pricebook import PriceBooks
+from serving.online_features import LiveFeatureStore, OnlineFeatures
+from serving.pricebook import LivePriceBook, PriceBooks
 from serving.routes import build_router
 from serving.status import StatusPage
 from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
@@ -39,15 +40,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ensure_initial_key(settings)
+        features, books = OnlineFeatures(settings, metrics).start(), PriceBooks()
+        live_features = LiveFeatureStore(settings, features.reader)
+        live_prices = LivePriceBook(books, lambda: live_features.snapshot)
+        live_features.subscribe(live_prices.on_live_change)
         components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
                              Experiments(settings.api_experiments_file), DecisionLogger(settings, metrics).start(),
-                             OnlineFeatures(settings, metrics).start(), ModelStore(settings, metrics).start(),
-                             PriceBooks())
+                             features, ModelStore(settings, metrics).start(), books, live_features.start(),
+                             live_prices)
         app.state.serving, app.state.gateway = components, components.gateway
         try:
             yield
         finally:
             components.decision_log.close()
+            components.live_features.close()  # before the features: it reads with their reader
             components.features.close()
             components.models.close()
             status_page.close()

@@ -13,8 +13,8 @@ from serving.experiments import Experiments
 from serving.gateway import Gateway
 from serving.metrics import ServingMetrics
 from serving.models import ModelStore
-from serving.online_features import OnlineFeatures
-from serving.pricebook import PriceBooks
+from serving.online_features import LiveFeatureStore, OnlineFeatures
+from serving.pricebook import LivePriceBook, PriceBooks
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Serving:
     features: OnlineFeatures
     models: ModelStore
     prices: PriceBooks
+    live_features: LiveFeatureStore
+    live_prices: LivePriceBook
 
 
 def serving_of(request: Request) -> Serving:

@@ -19,6 +19,11 @@ the reader is closed or this process ends, however it ends). The server and the 
 re-read at that version, the snapshot rebuilt and swapped. A table that does not exist yet (or is not
 registered yet) leaves its part empty, with version None, until it appears. A failed read keeps the
 previous snapshot and is retried at the next check.
+
+`LiveFeatureStore` polls the two live tables the streaming features keep (`gold.live_activity`,
+`gold.live_competitor_prices`) every `settings.live_features_poll_s` seconds with the same reader: per SKU a
+`LiveFeatures` (current 15- and 60-minute windows, the live competitor minimum), and the SKUs whose
+live features changed since the previous poll, handed to its subscribers (the live price book).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +66,13 @@ COLUMNS: dict[str, tuple[str, ...] | None] = {
 }
 # Pricing feature columns kept out of the model matrix: identifiers and times, not features.
 NOT_FEATURES = ("sku", "as_of_date", "feature_time")
+
+LIVE_ACTIVITY_TABLE = "gold.live_activity"
+LIVE_COMPETITOR_TABLE = "gold.live_competitor_prices"
+LIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    LIVE_ACTIVITY_TABLE: ("sku", "window_minutes", "window_end", "views", "add_to_carts", "demand_index"),
+    LIVE_COMPETITOR_TABLE: ("sku", "price_usd", "observed_at"),
+}
 
 
 class FeatureReadError(RuntimeError):
@@ -381,6 +393,14 @@ def build_snapshot(tables: dict[str, pa.Table | None], versions: dict[str, int |
     )
 
 
+def table_locations(settings: Settings, names) -> dict[str, str]:
+    """The location of each of `names` that the table registry knows (one not registered yet is left out)."""
+    # The registry imports Spark's types; the reader process imports this module and stays free of Spark.
+    from lakehouse.tables import TABLES
+
+    return {name: TABLES[name].location(settings) for name in names if name in TABLES}
+
+
 # ---------------------------------------------------------------------------------------------------
 # The store
 
@@ -408,10 +428,7 @@ class OnlineFeatures:
         return dict(self._snapshot.versions)
 
     def _locations(self) -> dict[str, str]:
-        # The registry imports Spark's types; the reader process imports this module and stays free of Spark.
-        from lakehouse.tables import TABLES
-
-        registered = {name: TABLES[name].location(self.settings) for name in COLUMNS if name in TABLES}
+        registered = table_locations(self.settings, COLUMNS)
         unregistered = COLUMNS.keys() - registered.keys() - self._unregistered_warned
         if unregistered:
             log.warning("feature tables not in the table registry yet; their features stay empty",
@@ -471,3 +488,162 @@ class OnlineFeatures:
         if self._thread is not None:
             self._thread.join()
         self.reader.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Live features
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFeatures:
+    """One SKU's live features at a poll: the current 15- and 60-minute windows of `gold.live_activity`
+    (0 events when the window has no row) and the minimum of its competitors' latest prices."""
+
+    sku: str
+    as_of: datetime | None  # the newest window_end / observed_at used (None: nothing observed)
+    competitor_min_usd: float | None
+    views_15m: int
+    add_to_carts_15m: int
+    views_60m: int
+    add_to_carts_60m: int
+    demand_index_60m: float | None  # None: no row for the current 60-minute window, or no demand profile
+
+    def values(self) -> tuple:
+        """Everything but `as_of`: what a change is judged on (the current window moves every minute)."""
+        return (self.competitor_min_usd, self.views_15m, self.add_to_carts_15m, self.views_60m,
+                self.add_to_carts_60m, self.demand_index_60m)
+
+
+def current_window_end(now: datetime) -> datetime:
+    """The end of the sliding windows that hold `now`: the next whole minute after it ([start, end) windows)."""
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def _equal_to(column: pa.ChunkedArray, when: datetime) -> pa.ChunkedArray:
+    naive = column.type.tz is None  # a timestamp without time zone holds UTC wall time
+    return pc.equal(column, pa.scalar(when.astimezone(UTC).replace(tzinfo=None) if naive else when, column.type))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def live_features(activity: pa.Table | None, competitors: pa.Table | None, now: datetime) -> dict[str, LiveFeatures]:
+    """Per SKU with a row in a current window or a competitor price, its LiveFeatures at `now` (UTC).
+    Grain: one per SKU."""
+    end = current_window_end(now)
+    windows: dict[str, dict[int, dict]] = {}
+    if activity is not None and activity.num_rows:
+        for row in activity.filter(_equal_to(activity.column("window_end"), end)).to_pylist():
+            windows.setdefault(row["sku"], {})[row["window_minutes"]] = row
+    prices: dict[str, tuple[float, datetime]] = {}
+    if competitors is not None and competitors.num_rows:
+        known = competitors.filter(pc.is_valid(competitors.column("price_usd")))
+        grouped = known.group_by("sku").aggregate([("price_usd", "min"), ("observed_at", "max")])
+        prices = {r["sku"]: (r["price_usd_min"], _utc(r["observed_at_max"])) for r in grouped.to_pylist()}
+    features = {}
+    for sku in windows.keys() | prices.keys():
+        if sku is None:
+            continue
+        short, hour = windows.get(sku, {}).get(15, {}), windows.get(sku, {}).get(60, {})
+        competitor_min, observed_at = prices.get(sku, (None, None))
+        times = [t for t in (observed_at, end if short or hour else None) if t is not None]
+        features[sku] = LiveFeatures(sku, max(times) if times else None, competitor_min, short.get("views", 0),
+                                     short.get("add_to_carts", 0), hour.get("views", 0), hour.get("add_to_carts", 0),
+                                     hour.get("demand_index"))
+    return features
+
+
+def changed_skus(previous: dict[str, LiveFeatures], current: dict[str, LiveFeatures]) -> frozenset[str]:
+    """SKUs whose live features differ between two polls (`LiveFeatures.values`), appeared or went."""
+    return frozenset(sku for sku in previous.keys() | current.keys()
+                     if sku not in previous or sku not in current or previous[sku].values() != current[sku].values())
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """The live features of one poll; `available` is false while neither live table exists."""
+
+    features: dict[str, LiveFeatures]
+    versions: dict[str, int | None]
+    polled_at: datetime
+
+    @property
+    def available(self) -> bool:
+        return any(v is not None for v in self.versions.values())
+
+    def get(self, sku: str) -> LiveFeatures | None:
+        return self.features.get(sku)
+
+
+LiveListener = Callable[[LiveSnapshot, frozenset[str]], None]
+
+
+class LiveFeatureStore:
+    """The current LiveSnapshot, polled every `poll_s` seconds; subscribers hear of the changed SKUs.
+
+    A table is re-read only when its Delta version moved; the features are recomputed at every poll (the
+    current windows move with the clock). Listeners run in the polling thread, after the swap."""
+
+    def __init__(self, settings: Settings, reader: DeltaReader, poll_s: float | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.settings, self.reader, self.now = settings, reader, now
+        self.poll_s = poll_s or settings.live_features_poll_s
+        self._tables: dict[str, tuple[int | None, pa.Table | None]] = {}
+        self._snapshot = LiveSnapshot({}, dict.fromkeys(LIVE_COLUMNS), now())
+        self._listeners: list[LiveListener] = []
+        self._poll_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def snapshot(self) -> LiveSnapshot:
+        return self._snapshot
+
+    def subscribe(self, listener: LiveListener) -> None:
+        self._listeners.append(listener)
+
+    def poll(self) -> frozenset[str]:
+        """Read the live tables whose version moved, recompute the features, swap, tell the listeners;
+        the SKUs whose features changed. Raises FeatureReadError when a table cannot be read."""
+        with self._poll_lock:
+            locations = table_locations(self.settings, LIVE_COLUMNS)
+            latest = {**dict.fromkeys(LIVE_COLUMNS), **self.reader.versions(locations)}
+            for name, version in latest.items():
+                if name not in self._tables or self._tables[name][0] != version:
+                    rows = None if version is None else self.reader.read(locations[name], version, LIVE_COLUMNS[name])
+                    self._tables[name] = (version, rows)
+            now = self.now()
+            features = live_features(self._tables[LIVE_ACTIVITY_TABLE][1], self._tables[LIVE_COMPETITOR_TABLE][1], now)
+            changed = changed_skus(self._snapshot.features, features)
+            self._snapshot = snapshot = LiveSnapshot(features, latest, now)
+        for listener in self._listeners:
+            try:
+                listener(snapshot, changed)
+            except Exception as err:  # a listener's failure must not stop the polling
+                log.exception("live features listener failed", extra={"error": repr(err)})
+        return changed
+
+    def start(self) -> LiveFeatureStore:
+        """Poll once now (a failure is logged), then every `poll_s` seconds in a background thread."""
+        self._poll_logged()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="live-features", daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll()
+        except Exception as err:  # keep the previous live features, say why, retry at the next poll
+            log.error("live features not polled; serving the previous ones", extra={"error": repr(err)})
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.poll_s):
+            self._poll_logged()
+
+    def close(self) -> None:
+        """Stop polling (the reader belongs to whoever made it)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -4,14 +4,16 @@ Every answer names its `decision_id`, the experiment variant, the strategy and t
 the rule-based strategy's version) that produced it and the guardrails applied, and is written to
 the decision log. When the model a variant asks for, or a SKU's features, are unavailable the answer
 is the rule-based price (never below the margin floor) or the carrier's rate card, with
-`fallback: true` and the reason.
+`fallback: true` and the reason. The `live` variant answers from the live price book (the model's daily
+book repriced with live features), naming the live features' as-of time and the move's reason code;
+while no live table exists it answers like `model`, with `fallback: true` and the reason.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import numpy as np
@@ -19,6 +21,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from pricing.live import LIVE, LiveReason
 from pricing.optimizer import implied_elasticity, response_curve
 from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
 from serving.components import Components, serving_of
@@ -100,6 +103,10 @@ class PriceAnswer(Provenance):
     currency: Literal["USD"] = "USD"
     guardrails: list[str] = Field(description="reason codes of the guardrails that moved or bound the price")
     features_as_of: date | None
+    live_features_as_of: datetime | None = Field(
+        None, description="live variant: the as-of time of the live features the price was decided on")
+    reason_code: LiveReason | None = Field(
+        None, description="live variant: why the price moved from the daily book's; null: no live move")
 
 
 class BasketLine(PriceAnswer):
@@ -191,11 +198,15 @@ _NO_ID_JSON = '{"decision_id":""'
 def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapshot) -> PriceTemplate:
     """The answer for one SKU under `assignment` (see the module docstring for the fallbacks)."""
     loaded, fallback_reason = None, None
-    if assignment.strategy == "model":
+    if assignment.strategy in ("model", LIVE):
         loaded = serving.models.get(PRICING_MODEL, assignment.model_alias or CHAMPION)
         if loaded is None:
             fallback_reason = f"no {assignment.model_alias} pricing model loaded"
-    book = serving.prices.book(snapshot, loaded.model if loaded else None, loaded.version if loaded else None)
+    live = assignment.strategy == LIVE and loaded is not None
+    if live and not serving.live_features.snapshot.available:
+        live, fallback_reason = False, "no live features: the live tables do not exist yet"
+    book_key = (snapshot, loaded.model if loaded else None, loaded.version if loaded else None)
+    book = serving.live_prices.book(*book_key) if live else serving.prices.book(*book_key)
     priced = book.get(sku)
     if priced is None:
         raise HTTPException(404, f"no price for {sku}: it is not in the catalogue's pricing features "
@@ -206,14 +217,15 @@ def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapsh
     def build() -> PriceTemplate:
         return PriceTemplate.of(PriceAnswer(
             decision_id="", experiment=assignment.experiment, variant=assignment.variant,
-            strategy="optimizer" if loaded else RULE_BASED, model=_model_ref(loaded),
+            strategy=LIVE if live else "optimizer" if loaded else RULE_BASED, model=_model_ref(loaded),
             rule_version=None if loaded else RULE_VERSION, fallback=fallback_reason is not None,
             fallback_reason=fallback_reason, sku=sku, price_usd=round(priced.price_usd, 2),
-            guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku)))
+            guardrails=list(priced.guardrails), features_as_of=_features_as_of(snapshot, sku),
+            live_features_as_of=priced.live_features_as_of, reason_code=priced.reason_code))
 
     # The book's key already holds the model version and the feature snapshot.
-    return book.answer((sku, assignment.experiment, assignment.variant, loaded.alias if loaded else None,
-                        fallback_reason), build)
+    key = (sku, assignment.experiment, assignment.variant, loaded.alias if loaded else None, fallback_reason)
+    return book.answer(sku, key, build) if live else book.answer(key, build)
 
 
 def _log(serving, answer: Provenance, decision_id: str, answer_json: str, endpoint: str, customer: Customer,
@@ -226,6 +238,13 @@ def _log(serving, answer: Provenance, decision_id: str, answer_json: str, endpoi
         model_version=answer.model.version if answer.model else answer.rule_version,
         request=request_json, response=answer_json, fallback=answer.fallback,
         latency_ms=(time.perf_counter() - started) * 1000, **fields))
+
+
+def _price_fields(answer: PriceAnswer) -> dict:
+    """The decision log fields of a price answer."""
+    as_of = answer.live_features_as_of
+    return dict(sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails,
+                live_features_as_of=as_of.isoformat() if as_of is not None else None, reason_code=answer.reason_code)
 
 
 async def _request_json(request: Request) -> str:
@@ -257,7 +276,7 @@ def build_router() -> APIRouter:
         decision_id = new_decision_id()
         answer, answer_json = template.answer, template.json(decision_id)
         _log(serving, answer, decision_id, answer_json, "pricing", body.customer, await _request_json(request),
-             started, sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails)
+             started, **_price_fields(answer))
         return _json_response(answer_json)
 
     @router.post("/prices/basket", tags=["pricing"], responses=responses, response_model=BasketPriceAnswer)
@@ -275,7 +294,7 @@ def build_router() -> APIRouter:
         request_json = await _request_json(request)
         for line in lines:
             _log(serving, line, line.decision_id, line.model_dump_json(), "pricing", body.customer, request_json,
-                 started, sku=line.sku, price_usd=line.price_usd, guardrails=line.guardrails)
+                 started, **_price_fields(line))
         basket = BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
         return _json_response(basket.model_dump_json())
 

@@ -41,10 +41,10 @@ class DemoError(RuntimeError):
 
 def check_model_vs_rules(experiment: Experiment) -> None:
     strategies = {v.strategy for v in experiment.variants}
-    if not experiment.enabled or strategies != {"model", "rule_based"}:
-        raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant against a "
-                        f"rule_based one (has {sorted(strategies)}, enabled={experiment.enabled}): see "
-                        "serving/experiments.yaml")
+    if not experiment.enabled or not {"model", "rule_based"} <= strategies <= {"model", "live", "rule_based"}:
+        raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant (and maybe a live "
+                        f"one) against a rule_based one (has {sorted(strategies)}, enabled={experiment.enabled}): "
+                        "see serving/experiments.yaml")
 
 
 def wait_until_landed(spark: SparkSession, settings: Settings, event_ids: tuple[str, ...],

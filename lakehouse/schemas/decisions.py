@@ -17,7 +17,7 @@ DECISION_FIELDS: dict[str, str] = {
     "session_id": "string",
     "experiment": "string",  # null when no experiment applies
     "variant": "string",
-    "strategy": "string",  # model | rule_based
+    "strategy": "string",  # optimizer | rule_based | live
     "model_name": "string",  # null for rule_based
     "model_version": "string",
     "sku": "string",  # null for shipping
@@ -28,4 +28,6 @@ DECISION_FIELDS: dict[str, str] = {
     "guardrails": "array<string>",  # names of the guardrails that changed the answer
     "fallback": "boolean",  # the rule-based fallback answered because a model or features were missing
     "latency_ms": "double",  # time spent answering
+    "live_features_as_of": "string",  # pricing, live variant: the as-of of the live features used, ISO-8601 UTC
+    "reason_code": "string",  # pricing, live variant: COMPETITOR_MOVE | DEMAND_SURGE | DEMAND_SLUMP; null: daily price
 }

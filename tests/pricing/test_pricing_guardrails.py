@@ -75,15 +75,15 @@ def test_conflicts_follow_the_priority_floor_then_change_then_band(inputs, expec
 
 
 def test_map_is_ignored_unless_respected_and_endings_can_be_disabled():
-    without_map = Guardrails(respect_map=False)
+    without_map = Guardrails.from_dict({"respect_map": False})
     assert apply_guardrails(30, 10, map_price=40, rails=without_map).prices.tolist() == [29.99]
-    plain = apply_guardrails(5, 10, rails=Guardrails(price_ending=None))
+    plain = apply_guardrails(5, 10, rails=Guardrails.from_dict({"price_ending": None}))
     assert plain.prices == pytest.approx([11.0], rel=1e-12)
     assert plain.reasons() == [[R.MARGIN_FLOOR, R.NO_CURRENT_PRICE, R.NO_COMPETITOR]]
 
 
 def test_an_ending_halfway_between_two_rounds_up():
-    decision = apply_guardrails(12.5, 1, rails=Guardrails(price_ending=0.0))
+    decision = apply_guardrails(12.5, 1, rails=Guardrails.from_dict({"price_ending": 0.0}))
     assert decision.prices.tolist() == [13.0]
 
 

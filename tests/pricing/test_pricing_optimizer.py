@@ -13,7 +13,7 @@ from pricing.guardrails import CLAMP_REASONS, Guardrails, Reason
 from pricing.optimizer import PROBE_STEP, implied_elasticity, optimize, price_grid, response_curve
 
 R = Reason
-NO_ENDING = Guardrails(price_ending=None)
+NO_ENDING = Guardrails.from_dict({"price_ending": None})
 
 
 def constant_elasticity(a, e):

@@ -32,13 +32,13 @@ def config(*experiments: dict):
     return parse_config(yaml.safe_dump({"experiments": list(experiments)}))
 
 
-def test_the_default_file_runs_the_model_against_the_rules_half_and_half():
+def test_the_default_file_runs_live_and_model_against_the_rules_in_thirds():
     [pricing] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
                        ["experiments"]).experiments
     assert (pricing.name, pricing.endpoint, pricing.enabled, pricing.unit) == (
         "pricing_model_vs_rules", "pricing", True, "customer_id")
     assert [(v.name, v.weight, v.strategy, v.model_alias) for v in pricing.variants] == [
-        ("model", 50, "model", "champion"), ("rule_based", 50, "rule_based", None)]
+        ("model", 33, "model", "champion"), ("live", 33, "live", "champion"), ("rule_based", 34, "rule_based", None)]
     assert pricing.default.name == "model"
 
 
@@ -111,7 +111,7 @@ def test_session_unit_and_country_targeting():
     ({"variants": [{"name": "m", "weight": 100, "strategy": "model", "model_alias": "staging"}]},
      "experiments.0.variants.0.model_alias: Input should be 'champion' or 'challenger'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rules"}]},
-     "experiments.0.variants.0.strategy: Input should be 'model' or 'rule_based'"),
+     "experiments.0.variants.0.strategy: Input should be 'model', 'rule_based' or 'live'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rule_based", "model_alias": "champion"}]},
      "experiments.0.variants.0: Value error, a 'rule_based' variant takes no model_alias"),
     ({"variants": [{"name": "a", "weight": 33.333, "strategy": "rule_based"},

@@ -214,7 +214,8 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
 
     truth = pd.read_parquet(result.truth_path)
     assert result.sessions == 15 and len(truth) == result.decisions
-    assert set(truth["variant"]) <= {"model", "rule_based"} and truth["experiment"].eq("pricing_model_vs_rules").all()
+    assert set(truth["variant"]) <= {"model", "live", "rule_based"}
+    assert truth["experiment"].eq("pricing_model_vs_rules").all()
     consumer = KafkaConsumer(*(s.topic(lake) for s in SHOPPER_STREAMS.values()),
                              bootstrap_servers=lake.kafka_bootstrap_servers, auto_offset_reset="earliest",
                              consumer_timeout_ms=20_000)
