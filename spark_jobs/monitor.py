@@ -69,6 +69,17 @@ class MonitorResult:
         return (f"run {self.run_id}: {len(self.metrics)} metrics, {breaches} breaching a rule, alert events "
                 f"{sent or 'none'}")
 
+    def report(self) -> str:
+        """The summary, then one line per breach and per alert event (an event not sent has no HTTP status)."""
+        lines = [self.summary()]
+        lines += [f"  breach  {row.rule:<32} {row.subject}  {row.metric}={row.value:.4g} (threshold {row.threshold:g})"
+                  for row in self.metrics.loc[self.metrics["status"] == BREACH].itertuples(index=False)]
+        lines += [f"  alert   {row.action:<8} {row.dedup_key}  {row.outcome}"
+                  f"{f' HTTP {row.http_status}' if pd.notna(row.http_status) else ''}"
+                  f"{f' ({row.error})' if pd.notna(row.error) else ''}"
+                  for row in self.events.itertuples(index=False)]
+        return "\n".join(lines)
+
 
 def _now() -> datetime:
     """UTC as a naive datetime: the Spark session's time zone is UTC, and pandas compares naive times."""
@@ -247,12 +258,5 @@ def run_monitor(spark: SparkSession, settings: Settings, rules: list[Rule] | Non
 
 
 def step(spark: SparkSession, settings: Settings) -> str:
-    """The pipeline step (orchestration.steps): the run's summary, then one line per breach and alert event."""
-    result = run_monitor(spark, settings)
-    lines = [result.summary()]
-    lines += [f"  breach  {row.rule:<32} {row.subject}  {row.metric}={row.value:.4g} (threshold {row.threshold:g})"
-              for row in result.metrics.loc[result.metrics["status"] == BREACH].itertuples(index=False)]
-    lines += [f"  alert   {row.action:<8} {row.dedup_key}  {row.outcome}"
-              f"{f' HTTP {row.http_status}' if row.http_status else ''}{f' ({row.error})' if row.error else ''}"
-              for row in result.events.itertuples(index=False)]
-    return "\n".join(lines)
+    """The pipeline step (orchestration.steps): the run's report."""
+    return run_monitor(spark, settings).report()

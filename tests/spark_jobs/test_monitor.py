@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pandas as pd
 import pytest
 
 from lakehouse.delta import read_delta
@@ -121,3 +122,18 @@ def test_quality_failure_and_drift_alert_once_then_resolve(spark, settings, tmp_
     runs = read_delta(spark, table("gold.monitoring_metrics").location(own)).select("run_id").distinct().count()
     assert runs == 3
 
+
+
+def test_the_report_names_each_breach_and_each_alert_event_even_one_never_sent():
+    metrics = pd.DataFrame({"rule": ["feature_drift", "freshness"], "subject": ["gold.x.f", "silver.y"],
+                            "metric": ["psi", "age_hours"], "value": [3.1214, 1.0], "threshold": [0.25, 36.0],
+                            "status": [monitor.BREACH, "ok"]})
+    events = pd.DataFrame({"action": ["trigger", "resolve"], "dedup_key": ["lakehouse/feature_drift/gold.x.f", "k2"],
+                           "outcome": ["not_sent", "sent"], "http_status": pd.array([None, 202], dtype="Int64"),
+                           "error": ["no webhook URL configured", None]})
+    assert monitor.MonitorResult("r1", metrics, events).report().splitlines() == [
+        "run r1: 2 metrics, 1 breaching a rule, alert events {'resolve': 1, 'trigger': 1}",
+        "  breach  feature_drift                    gold.x.f  psi=3.121 (threshold 0.25)",
+        "  alert   trigger  lakehouse/feature_drift/gold.x.f  not_sent (no webhook URL configured)",
+        "  alert   resolve  k2  sent HTTP 202",
+    ]
