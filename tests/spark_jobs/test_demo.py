@@ -26,7 +26,7 @@ experiments:
      variants: [{name: a, weight: 50, strategy: model, model_alias: champion},
                 {name: b, weight: 50, strategy: model, model_alias: challenger}]}
 """).experiments
-    with pytest.raises(demo.DemoError, match=r"must be enabled and pit a model variant \(and maybe a live one\) against a rule_based one"):
+    with pytest.raises(demo.DemoError, match=r"pit a model variant \(and maybe a live one\) against a rule_based one"):
         demo.check_model_vs_rules(two_models)
 
 
