@@ -102,8 +102,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _step(args: argparse.Namespace) -> int:
     """Run one step of the registry once (no retries), with its options from the command line."""
     declared = step(args.command)
-    options = {a.options.get("dest") or a.flags[0].lstrip("-").replace("-", "_"): None for a in declared.arguments}
-    options = {name: getattr(args, name) for name in options}
+    options = {argument.dest: getattr(args, argument.dest) for argument in declared.arguments}
     settings = get_settings()
     try:
         print(declared.load()(get_spark(declared.name, settings), settings, **options))
@@ -147,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
-                                description="Manage the native stack (Kafka broker, MLflow server).")
+                                description="Manage the native stack (Kafka broker, MLflow server, streaming "
+                                            "driver, API).")
     stack.add_argument("action", choices=["up", "down", "status", "logs"])
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")

@@ -29,6 +29,11 @@ class Argument:
     flags: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def dest(self) -> str:
+        """The option's name in the parsed arguments and in the step function's keywords (argparse's rule)."""
+        return self.options.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
+
     def add_to(self, parser) -> None:
         options = dict(self.options)
         if callable(options.get("choices")):

@@ -13,7 +13,7 @@ def test_every_step_of_the_dag_is_declared_once_in_order_and_bound_to_its_functi
         parameters = list(inspect.signature(declared.load()).parameters)
         # (spark, settings, then one keyword per CLI argument, by its argparse dest)
         assert parameters[:2] == ["spark", "settings"], declared.name
-        assert parameters[2:] == [a.flags[0].lstrip("-") for a in declared.arguments], declared.name
+        assert parameters[2:] == [a.dest for a in declared.arguments], declared.name
     assert step("gold").command == ["lakehouse", "pipeline", "--step", "gold"]
     with pytest.raises(ValueError, match="unknown step 'bronze'"):
         step("bronze")
