@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "streaming": "bench.streaming",
     "api": "bench.api",
     "silver_gold": "bench.silver_gold",
+    "live": "bench.live",
 }
 
 

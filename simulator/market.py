@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -203,6 +204,32 @@ def run(settings: Settings, duration_s: float, shocks: Sequence[Shock] = (), sta
         raise ProduceError(f"{len(failures)} market messages not acknowledged: {failures[0]!r}")
     log.info("market done", extra={"run_id": run_id, "sent": len(produced_at), "truth": str(messages_path)})
     return MarketRun(run_id, start, end, len(produced_at), len(shocks), messages_path, shocks_path, oracle_path)
+
+
+class MarketThread(threading.Thread):
+    """`run` in a background thread, for a caller that does something else meanwhile (the demo's shoppers,
+    the live bench); `join_result()` waits for the market and returns its `MarketRun` or raises its error."""
+
+    def __init__(self, settings: Settings, duration_s: float, shocks: Sequence[Shock] = (),
+                 start: datetime | None = None):
+        super().__init__(name="live-market", daemon=True)
+        self.settings, self.duration_s, self.shocks, self.start_at = settings, duration_s, shocks, start
+        self.result: MarketRun | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = run(self.settings, self.duration_s, self.shocks, start=self.start_at)
+        except Exception as error:  # noqa: BLE001 - handed to the caller's thread by join_result
+            self.error = error
+
+    def join_result(self, grace_s: float = 120.0) -> MarketRun:
+        self.join(timeout=self.duration_s + grace_s)
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError(f"the live market did not finish within {self.duration_s + grace_s:.0f} s")
+        return self.result
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,11 @@
 """`make demo` / `lakehouse demo --minutes N`: the closed loop on the running stack (docs/experiments.md).
 
-Live shoppers use the API for a few minutes (A/B: model-driven pricing against rule-based), their events
-stream back through Kafka into the bronze stream tables, silver is promoted, the readout and a monitoring
-run follow, and a table shows each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio
-verdict, the MLflow run and the status page.
+Live shoppers use the API for a few minutes (A/B: model-driven pricing, live repricing and rule-based) while
+the live market streams competitor prices with the scripted shocks (`simulator.shocks.SCRIPT`: a competitor
+cut and raise, a demand surge and slump), which the shoppers feel too. Their events stream back through Kafka
+into the bronze stream tables, silver is promoted, the readout and a monitoring run follow, and a table shows
+each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio verdict, the MLflow
+run and the status page.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from lakehouse.spark import get_spark
 from lakehouse.tables import table
 from readout.frames import true_lifts, true_values
 from serving.experiments import Experiment
-from simulator import shoppers
+from simulator import market, shoppers
+from simulator import truth as sim_truth
+from simulator.shocks import scripted_shocks
 from spark_jobs import readout, silver
 from spark_jobs.monitor import run_monitor
+from streaming.producer import ProduceError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,11 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
              landing_timeout_s: float = 600.0) -> str:
     """The whole loop (module docstring) for an experiment that passed `preflight`; returns the report."""
     started = datetime.now(UTC)
-    shopped = shoppers.run(settings, minutes * 60, sessions_per_s)
+    shocks = scripted_shocks(sim_truth.load(settings.truth_dir).world, started)
+    live_market = market.MarketThread(settings, minutes * 60, shocks, started)
+    live_market.start()
+    shopped = shoppers.run(settings, minutes * 60, sessions_per_s, shocks=shocks)
+    observed = live_market.join_result()
     truth = pd.read_parquet(shopped.truth_path)
     landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(), landing_timeout_s)
     # Promotion leaves stream rows younger than its grace period for the next run: wait it out.
@@ -117,6 +126,9 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
     report = "\n".join([
         f"Demo: {shopped.sessions} sessions, {shopped.decisions} price decisions, {shopped.events} events, "
         f"{shopped.order_lines} order lines in {minutes:g} min; experiment {experiment.name} (control {control})",
+        f"Market: {observed.messages} competitor price observations, shocks "
+        + ", ".join(f"{s.kind} x{s.multiplier:g} at +{(s.start - started).total_seconds():.0f} s" for s in shocks
+                    if s.start < observed.end),
         readout.format_readout(result.rows, lifts),
         f"MLflow run:  {result.mlflow_run_url}",
         f"Status page: {api_url(settings)}/status ({monitored.summary()})",
@@ -129,7 +141,7 @@ def main(args) -> int:
     try:
         experiment = preflight(settings, args.experiment or DEFAULT_EXPERIMENT)  # before Spark's start-up: fail fast
         print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
-    except (DemoError, readout.ReadoutError, shoppers.ShopperError) as err:
+    except (DemoError, readout.ReadoutError, shoppers.ShopperError, ProduceError) as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1
     return 0

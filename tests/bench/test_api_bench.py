@@ -15,7 +15,7 @@ from bench.api import (
     NOOP_PATH,
     Sample,
     add_noop_route,
-    customers_on_model_variant,
+    customers_on_variant,
     http_request,
     latest_pricing_features,
     load,
@@ -170,7 +170,7 @@ def test_the_mlflow_payload_is_one_row_of_the_pyfunc_input_columns():
 
 
 def test_customers_are_those_the_experiment_answers_with_the_model(settings, tmp_path):
-    customers = customers_on_model_variant(settings.api_experiments_file, 5)
+    customers = customers_on_variant(settings.api_experiments_file, 5)
     experiments = Experiments(settings.api_experiments_file)
     assert len(set(customers)) == 5
     assert {experiments.assign("pricing", Subject(customer_id=c)).variant for c in customers} == {"model"}
@@ -179,4 +179,4 @@ def test_customers_are_those_the_experiment_answers_with_the_model(settings, tmp
         "experiments:\n  - name: rules\n    endpoint: pricing\n    enabled: true\n    unit: customer_id\n"
         "    salt: s\n    variants:\n      - {name: rules, weight: 100, strategy: rule_based}\n")
     with pytest.raises(ValueError, match="gives no customer the model strategy"):
-        customers_on_model_variant(rules_only, 1)
+        customers_on_variant(rules_only, 1)

@@ -19,6 +19,7 @@ from lakehouse.streams import MARKET_STREAM
 from simulator.config import COMPETITOR_CURRENCY, COMPETITORS, SimConfig
 from simulator.market import (
     MESSAGE_TRUTH_COLUMNS,
+    MarketThread,
     build_parser,
     message,
     observations,
@@ -174,6 +175,13 @@ def test_the_sender_produces_each_observation_on_time_and_records_its_truth(lake
     path = pd.read_parquet(lake.truth_dir / ORACLE_PATH_FILE)
     assert set(path["sku"]) == set(shocks[0].skus) and path["run_id"].eq(result.run_id).all()
     assert path["time"].drop_duplicates().tolist() == [pd.Timestamp(t) for t in (start, shocks[0].start, shocks[0].end)]
+
+
+def test_the_market_thread_hands_its_error_to_the_caller(settings, tmp_path):
+    thread = MarketThread(settings.model_copy(update={"state_dir": tmp_path}), 1.0)  # no world: no model.json
+    thread.start()
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        thread.join_result()
 
 
 def test_the_cli_names_its_options():
