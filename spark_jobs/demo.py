@@ -120,7 +120,7 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
     result = readout.run(spark, settings, experiment.name, since=started)
     control = result.control
     ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
-    lifts = true_lifts(true_values(ours), control).set_index("metric")["true_lift"].to_dict()
+    lifts = true_lifts(true_values(ours), control).set_index(["metric", "variant"])["true_lift"].to_dict()
     # A monitoring run, so that the status page shows this readout (and the API's latency under the shoppers).
     monitored = run_monitor(spark, settings)
     report = "\n".join([

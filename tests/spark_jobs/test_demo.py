@@ -35,18 +35,25 @@ def test_without_a_running_api_the_demo_says_to_start_the_stack(tmp_path):
         demo.preflight(Settings(state_dir=tmp_path, api_port=1), demo.DEFAULT_EXPERIMENT)
 
 
-def test_the_report_puts_the_true_lift_next_to_the_measured_one():
+def test_the_report_puts_each_variants_true_lift_next_to_its_measured_one():
     visitors = pd.DataFrame({
-        "variant": ["rule_based"] * 4 + ["model"] * 4, "visitor_id": list("abcdefgh"),
-        "added_to_cart": [True, False, True, False, True, True, True, False],
-        "purchased": [True, False, False, False, True, True, False, False],
-        "abandoned": [False, False, True, False, False, False, True, False],
-        "revenue_usd": [10.0, 0, 0, 0, 12.0, 8.0, 0, 0], "margin_usd": [4.0, 0, 0, 0, 5.0, 3.0, 0, 0]})
-    rows = readout_rows(visitors, "e", "rule_based", {"model": 50, "rule_based": 50}, "r", datetime(2026, 11, 1))
-    lines = readout.format_readout(rows, {"conversion_rate": 0.25}).splitlines()
-    [conversion] = [line for line in lines if line.startswith("conversion_rate") and "model" in line]
-    # measured 2/4 vs 1/4: +100.0%; true +25.0%
-    assert "+100.0% [" in conversion and conversion.endswith("+25.0%")
+        "variant": ["rule_based"] * 4 + ["model"] * 4 + ["live"] * 4, "visitor_id": list("abcdefghijkl"),
+        "added_to_cart": [True, False, True, False, True, True, True, False, True, False, False, False],
+        "purchased": [True, False, False, False, True, True, False, False, True, False, False, False],
+        "abandoned": [False, False, True, False, False, False, True, False, False, False, False, False],
+        "revenue_usd": [10.0, 0, 0, 0, 12.0, 8.0, 0, 0, 9.0, 0, 0, 0],
+        "margin_usd": [4.0, 0, 0, 0, 5.0, 3.0, 0, 0, 4.0, 0, 0, 0]})
+    rows = readout_rows(visitors, "e", "rule_based", {"model": 1, "live": 1, "rule_based": 1}, "r",
+                        datetime(2026, 11, 1))
+    lines = readout.format_readout(rows, {("conversion_rate", "model"): 0.25, ("conversion_rate", "live"): 0.5}
+                                   ).splitlines()
+    conversion = {line.split()[1]: line for line in lines if line.startswith("conversion_rate")}
+    # measured 2/4 and 1/4 vs 1/4: +100.0% and +0.0%; true +25.0% and +50.0%
+    assert "+100.0% [" in conversion["model"] and conversion["model"].endswith("+25.0%")
+    assert "+0.0% [" in conversion["live"] and conversion["live"].endswith("+50.0%")
+    carts = [line for line in lines if line.startswith("add_to_cart_rate")]
+    assert [line.split()[1] for line in carts] == ["rule_based", "live", "model"]
+    assert [line.endswith("n/a") for line in carts] == [False, True, True]  # no true lift given for them
     assert lines[-1] == "sample ratio: p = 1 -> ok"
 
 
