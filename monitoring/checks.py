@@ -156,8 +156,9 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> flo
 
 
 def feature_drift(table_name: str, reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str],
-                  observed_at: datetime, bins: int = PSI_BINS) -> pd.DataFrame:
-    """PSI of each feature of `current` (the latest snapshot) against `reference` (the training window).
+                  observed_at: datetime, bins: int = PSI_BINS, grain: str = "row") -> pd.DataFrame:
+    """PSI of each feature of `current` (the latest snapshots) against `reference` (the training window);
+    `grain` says what one value stands for (a row, or one per `category` and date), for the detail.
 
     Grain: one row per feature (subject `<table>.<feature>`); value None when a side has no rows."""
     rows = []
@@ -166,7 +167,7 @@ def feature_drift(table_name: str, reference: pd.DataFrame, current: pd.DataFram
         measurable = len(cur) > 0 and len(ref) > 0 and not np.isnan(ref).all()
         rows.append({"check": "feature_drift", "subject": f"{table_name}.{feature}", "metric": "psi",
                      "value": psi(ref, cur, bins) if measurable else None, "observed_at": observed_at,
-                     "detail": _detail(reference_rows=len(ref), current_rows=len(cur), bins=bins)})
+                     "detail": _detail(reference_rows=len(ref), current_rows=len(cur), bins=bins, grain=grain)})
     return metric_rows(rows)
 
 

@@ -26,6 +26,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from features.pricing import MOMENTUM_DAYS
 from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
@@ -45,14 +46,28 @@ QUALITY_HISTORY_RUNS = 20
 SCHEMA_DRIFT_PERIOD = timedelta(days=1)
 # Shipping MAE over the orders of the last 7 order dates (invoices arrive with the order lines).
 MAE_WINDOW_DAYS = 7
-# Feature drift: per gold table, its snapshot date column and the numeric model inputs compared.
-DRIFT_FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "gold.pricing_features": ("as_of_date", (
+@dataclass(frozen=True)
+class DriftSpec:
+    """What feature drift compares in one gold table: its snapshot date column, the numeric model inputs
+    with a value of their own per row, and those that hold one value per group and date (a category's),
+    compared once per group and date: counted once per SKU, ten categories would pass for hundreds of
+    independent values, and a day's ten values for a distribution."""
+
+    date_column: str
+    features: tuple[str, ...]
+    group_features: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group column, its features)
+
+
+DRIFT_FEATURES: dict[str, DriftSpec] = {
+    "gold.pricing_features": DriftSpec("as_of_date", (
         "typical_price_usd", "last_price_usd", "competitor_price_index", "sku_conversion_28d", "sku_conversion_90d",
-        "anchor_score", "unit_cost_usd", "margin_pct", "category_views_7d_vs_28d")),
-    "gold.shipping_features": ("order_date", (
+        "anchor_score", "unit_cost_usd", "margin_pct"), (("category", ("category_views_7d_vs_28d",)),)),
+    "gold.shipping_features": DriftSpec("order_date", (
         "actual_weight_kg", "volume_cm3", "billable_weight_kg", "rate_card_cost_usd", "subtotal_usd")),
 }
+# A group feature's current sample: its values of the latest week (the momentum window of the category
+# features), not of the latest date alone (one value per category: too few for the PSI's ten bins).
+GROUP_CURRENT_DAYS = MOMENTUM_DAYS
 READOUT_TABLE = "gold.experiment_readout"
 ALERT_SOURCE = "lakehouse-monitor"
 
@@ -114,27 +129,35 @@ def commit_history(spark: SparkSession, settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "version", "committed_at", "rows_written"])
 
 
-def _snapshot_frames(frame: DataFrame, date_column: str, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training window, latest snapshot) of a gold table: the dates before the holdout (`transforms.rules`,
-    the window the models were fitted on, the reference of feature drift), and the newest date."""
+def _snapshot_frames(frame: DataFrame, date_column: str, columns: tuple[str, ...], current_days: int = 1,
+                     group: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training window, current snapshots) of a gold table: the dates before the holdout (`transforms.rules`,
+    the window the models were fitted on, the reference of feature drift), and the newest `current_days`
+    dates. With a `group` column, one row per group and date."""
     newest = frame.agg(F.max(date_column)).first()[0]
     if newest is None:
         return pd.DataFrame(columns=list(columns)), pd.DataFrame(columns=list(columns))
     cutoff = holdout_start(newest)
+    if group is not None:
+        frame = frame.dropDuplicates([group, date_column])
     selected = frame.select(*columns)
     return (selected.where(F.col(date_column) < F.lit(cutoff)).toPandas(),
-            selected.where(F.col(date_column) == F.lit(newest)).toPandas())
+            selected.where(F.col(date_column) > F.lit(newest - timedelta(days=current_days))).toPandas())
 
 
 def _feature_drift(spark: SparkSession, settings: Settings, now: datetime) -> pd.DataFrame:
     frames = []
-    for name, (date_column, features) in DRIFT_FEATURES.items():
+    for name, spec in DRIFT_FEATURES.items():
         location = _existing(spark, settings, name)
         if location is None:
             frames.append(checks.skipped("feature_drift", name, "table does not exist yet", now))
             continue
-        reference, current = _snapshot_frames(read_delta(spark, location), date_column, features)
-        frames.append(checks.feature_drift(name, reference, current, features, now))
+        gold = read_delta(spark, location)
+        reference, current = _snapshot_frames(gold, spec.date_column, spec.features)
+        frames.append(checks.feature_drift(name, reference, current, spec.features, now))
+        for group, features in spec.group_features:
+            reference, current = _snapshot_frames(gold, spec.date_column, features, GROUP_CURRENT_DAYS, group)
+            frames.append(checks.feature_drift(name, reference, current, features, now, grain=group))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from lakehouse.schemas.gold import PRICING_FEATURES
 from lakehouse.schemas.ops import QUALITY_RESULTS
 from lakehouse.settings import Settings
 from lakehouse.tables import table
+from monitoring.rules import BREACH, judge, load_rules
 from spark_jobs import monitor
 from tests.support import free_port
 
@@ -57,7 +59,7 @@ def _quality_run(spark, settings, run_id, success, at):
 
 def _pricing_features(spark, settings):
     """Four SKUs on a training day and on the latest day; only typical_price_usd moves (x10)."""
-    _, features = monitor.DRIFT_FEATURES["gold.pricing_features"]
+    features = monitor.DRIFT_FEATURES["gold.pricing_features"].features
     rows = []
     for day, scale in ((date(2026, 1, 1), 1.0), (date(2026, 2, 1), 10.0)):
         for i in range(1, 5):
@@ -97,7 +99,8 @@ def test_quality_failure_and_drift_alert_once_then_resolve(spark, settings, tmp_
                     "custom_details": {"rule": "feature_drift", "check": "feature_drift",
                                        "subject": "gold.pricing_features.typical_price_usd", "metric": "psi",
                                        "value": pytest.approx(psi), "op": ">", "threshold": 0.25,
-                                       "detail": {"bins": 10, "current_rows": 4, "reference_rows": 4}}}}
+                                       "detail": {"bins": 10, "current_rows": 4, "grain": "row",
+                                                  "reference_rows": 4}}}}
     assert drift["payload"]["custom_details"]["value"] == pytest.approx(psi)
     quality = next(b for b in received if "quality" in b["dedup_key"])
     assert quality["payload"]["severity"] == "critical"
@@ -137,3 +140,53 @@ def test_the_report_names_each_breach_and_each_alert_event_even_one_never_sent()
         "  alert   trigger  lakehouse/feature_drift/gold.x.f  not_sent (no webhook URL configured)",
         "  alert   resolve  k2  sent HTTP 202",
     ]
+
+
+CATEGORIES = [f"category-{c}" for c in range(10)]
+
+
+def _category_momentum(spark, settings, drift: float) -> None:
+    """60 dates of 10 categories x 3 SKUs: each category's momentum one draw per date from the same law,
+    shared by its SKUs (as the feature is), times `drift` on the last week; the other features constant."""
+    rng = np.random.default_rng(3)
+    fields = PRICING_FEATURES.fieldNames()
+    rows = []
+    for day in range(60):
+        for c, category in enumerate(CATEGORIES):
+            momentum = float(rng.lognormal(0, 0.1)) * (drift if day >= 53 else 1.0)
+            for s in range(3):
+                row = dict.fromkeys(fields)
+                row.update({"sku": f"SKU-{c}{s:05d}", "category": category,
+                            "as_of_date": date(2026, 1, 1) + timedelta(days=day),
+                            **dict.fromkeys(monitor.DRIFT_FEATURES["gold.pricing_features"].features, 1.0),
+                            "category_views_7d_vs_28d": momentum})
+                rows.append(tuple(row[name] for name in fields))
+    spark.createDataFrame(rows, PRICING_FEATURES).write.format("delta").mode("overwrite").save(
+        table("gold.pricing_features").location(settings))
+
+
+def _momentum_drift(spark, settings) -> dict:
+    frame = monitor._feature_drift(spark, settings, datetime(2026, 3, 1))
+    [row] = frame.loc[frame["subject"] == "gold.pricing_features.category_views_7d_vs_28d"].to_dict("records")
+    return {"psi": row["value"], **json.loads(row["detail"])}
+
+
+def test_a_category_feature_is_compared_once_per_category_and_date_over_the_last_week(spark, tmp_path):
+    own = Settings(state_dir=tmp_path)
+    _category_momentum(spark, own, drift=1.0)
+    steady = _momentum_drift(spark, own)
+    # Reference: the 46 dates before the 14-day holdout; current: the last 7 dates; 10 categories each.
+    assert {k: v for k, v in steady.items() if k != "psi"} == {
+        "bins": 10, "current_rows": 70, "grain": "category", "reference_rows": 460}
+    assert steady["psi"] < 0.25  # the same law: no alarm (per SKU row and one date, PSI was above 2)
+    _category_momentum(spark, own, drift=1.3)
+    assert _momentum_drift(spark, own)["psi"] > 1.0  # a week 30% above the law: an alarm
+
+
+@pytest.mark.integration
+def test_a_fresh_simulated_lake_raises_no_feature_drift_alarm(spark, simulated_lake):
+    """The simulator injects no feature drift: no feature of its gold tables may breach the drift rule."""
+    lake, _ = simulated_lake
+    judged = judge(monitor._feature_drift(spark, lake, datetime.now(UTC).replace(tzinfo=None)), load_rules())
+    assert len(judged) == 14 and judged["value"].notna().all()
+    assert judged.loc[judged["status"] == BREACH, "subject"].tolist() == []
