@@ -16,8 +16,10 @@ competitor at once, alternately a cut (x`CUT`) and a raise (x`RAISE`), lasting t
 - Profit: per shocked SKU over the shock's hour, the true expected profit (`simulator.truth`) of the live
   arm's price path (its answers sampled from the shock's start to the end of the run, the last one held
   for the rest of the hour) against the daily book (the model arm's price, held all hour) and the oracle.
-- API: after the shocks, streaming still running, `POST /v1/prices` for customers of the live arm against
-  the no-op route of the same server, as `bench.api` measures it.
+- API: after the shocks, the market streaming on, `POST /v1/prices` for customers of the live arm against
+  the no-op route of the same server, as `bench.api` measures it, and the model arm's (the daily book's)
+  as a second reference in the details. As in `bench.api`, the API's decision log has no broker (its
+  records are dropped and counted): this measures the live features' cost, not Kafka's producer's.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from bench.api import (
     summarize,
 )
 from bench.results import BenchRecord
+from bench.streaming import _free_port
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from orchestration.stack import Stack
@@ -264,7 +267,9 @@ def run(scale: float) -> list[BenchRecord]:
         streaming = Stack(settings, only=["streaming"])
         running.callback(streaming.down)
         streaming.up()
-        api = running.enter_context(start_api(settings, env))
+        # The decision log's broker is a closed port, as in bench.api; the driver and the market use the real one.
+        api = running.enter_context(start_api(settings, {
+            **env, "LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{_free_port()}"}))
         _wait_ready("api", api, f"http://{HOST}:{settings.api_port}/readyz", settings.logs_dir / "api.log")
         api_key = (settings.state_dir / "api_key.txt").read_text().strip()
 
@@ -285,12 +290,17 @@ def run(scale: float) -> list[BenchRecord]:
         landing = bronze_landings(settings, shocks, sent)
 
         # The price route with live features on: the live book is full and the market keeps streaming.
-        bodies = [{"sku": row["sku"], "customer": {"customer_id": live_customers[i % len(live_customers)]}}
-                  for i, row in enumerate(pool)]
+        model_customers = customers_on_variant(experiments, CUSTOMERS)
         key = {"X-API-Key": api_key}
-        targets = [Target("noop", settings.api_port, api.pid, [http_request(NOOP_PATH, b, key) for b in bodies]),
-                   Target("price", settings.api_port, api.pid, [http_request("/v1/prices", b, key) for b in bodies])]
-        routine = market.MarketThread(settings, 2 * DURATION_S * scale + 30, [], datetime.now(UTC))
+
+        def requests(path: str, customers: list[str]) -> list[bytes]:
+            return [http_request(path, {"sku": row["sku"], "customer": {"customer_id": customers[i % len(customers)]}},
+                                 key) for i, row in enumerate(pool)]
+
+        targets = [Target("noop", settings.api_port, api.pid, requests(NOOP_PATH, live_customers)),
+                   Target("price", settings.api_port, api.pid, requests("/v1/prices", live_customers)),
+                   Target("model", settings.api_port, api.pid, requests("/v1/prices", model_customers))]
+        routine = market.MarketThread(settings, 3 * DURATION_S * scale + 30, [], datetime.now(UTC))
         routine.start()
         samples = _measure(targets, DURATION_S * scale)
         routine.join_result()
@@ -311,6 +321,7 @@ def run(scale: float) -> list[BenchRecord]:
         "oracle_vs_daily": round(float(profits["oracle_profit"].sum() / profits["daily_profit"].sum()), 4),
         "answers": len(answers), "lake_build_s": lake_s, "simulation": SIMULATION,
         "api_with_live_features": {"price": summarize(samples["price"]), "noop": summarize(samples["noop"]),
+                                   "model_arm": summarize(samples["model"]), "decision_log": "no broker (dropped)",
                                    "readyz": live_book},
         "loadavg_before": [round(x, 2) for x in loadavg_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
