@@ -94,7 +94,7 @@ test: $(INSTALLED) $(JARS) browser ## run every test; integration tests start th
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary
 	@$(LAKEHOUSE) pipeline
 
-demo: $(INSTALLED) $(JARS) ## after make up: live shoppers on the API (A/B), readout of measured vs true lift (DEMO_MINUTES=3)
+demo: $(INSTALLED) $(JARS) ## after make up: live shoppers and market shocks on the API (A/B), readout of measured vs true lift (DEMO_MINUTES=3)
 	@$(LAKEHOUSE) demo --minutes $(or $(DEMO_MINUTES),3)
 
 bench: $(INSTALLED) $(JARS) ## run the benchmarks; results in bench/results/*.json (BENCH_ARGS='--only NAME')

@@ -192,9 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     readout_parser.add_argument("--no-mlflow", action="store_true", help="do not log the plots and figures to MLflow")
     readout_parser.set_defaults(run=lambda args: _job("readout").main(args))
     demo_parser = commands.add_parser(
-        "demo", help="after make up: live shoppers on the API, their events through Kafka, readout vs true lift",
-        description="Run simulated shoppers priced by the running API for a few minutes (A/B: model-driven pricing "
-                    "against rule-based), wait until the streaming layer landed their events, promote silver, run "
+        "demo", help="after make up: live shoppers and market shocks on the API, readout vs true lift",
+        description="Run simulated shoppers priced by the running API for a few minutes (A/B: model-driven pricing, "
+                    "live repricing and rule-based) while the live market streams competitor prices with scripted "
+                    "shocks, wait until the streaming layer landed their events, promote silver, run "
                     "the readout and print each metric's measured lift [95% CI] next to the simulator's true lift, "
                     "the sample-ratio verdict, the MLflow run and the status page.")
     demo_parser.add_argument("--minutes", type=float, default=3.0, help="how long the shoppers shop (default 3)")
