@@ -6,16 +6,21 @@ online features (and starts polling the live ones, which reprice the live book) 
 decision log; shutdown flushes the decision log and stops the pollers. Endpoints reach
 these through a `Components` parameter; a router with `route_class=GatewayRoute` puts its endpoints
 behind the gateway. Start-up also loads the registered models by alias (`serving.models`); the
-`/v1` endpoints are in `serving.routes`, the status page `/status` in `serving.status`.
+`/v1` endpoints are in `serving.routes`, the status page `/status` in `serving.status`. `/docs` (Swagger UI)
+and `/redoc` load their scripts and styles from the API itself (`DOCS_ASSETS`), not from a CDN: they work
+on a laptop with no network.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from lakehouse.settings import Settings, get_settings
 from serving.components import Components, Serving
@@ -29,6 +34,39 @@ from serving.pricebook import LivePriceBook, PriceBooks
 from serving.routes import build_router
 from serving.status import StatusPage
 from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
+
+# Swagger UI's and ReDoc's files, from a pinned package that ships them (fastapi-offline), served under this path.
+DOCS_ASSETS = "/docs-assets"
+TITLE = "Lakehouse pricing and shipping API"
+
+
+def add_offline_docs(app: FastAPI) -> FastAPI:
+    """`/docs`, its OAuth2 redirect and `/redoc`, like FastAPI's own but with every asset served by `app`."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    def url(request: Request, path: str) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + path
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=url(request, app.openapi_url), title=f"{TITLE} - Swagger UI",
+            oauth2_redirect_url=url(request, "/docs/oauth2-redirect"),
+            swagger_js_url=url(request, f"{DOCS_ASSETS}/swagger-ui-bundle.js"),
+            swagger_css_url=url(request, f"{DOCS_ASSETS}/swagger-ui.css"),
+            swagger_favicon_url=url(request, f"{DOCS_ASSETS}/favicon.png"))
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(openapi_url=url(request, app.openapi_url), title=f"{TITLE} - ReDoc",
+                              redoc_js_url=url(request, f"{DOCS_ASSETS}/redoc.standalone.js"),
+                              redoc_favicon_url=url(request, f"{DOCS_ASSETS}/favicon.png"), with_google_fonts=False)
+
+    return app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             components.models.close()
             status_page.close()
 
-    app = FastAPI(title="Lakehouse pricing and shipping API", version="0.1.0", lifespan=lifespan)
+    app = add_offline_docs(FastAPI(title=TITLE, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None))
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     # Added last, so outermost: it also counts and times what the size limit refuses.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -4,8 +4,12 @@ running broker and MLflow server."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 from pathlib import Path
+
+import pytest
 
 from lakehouse.settings import Settings
 from orchestration.runner import run_pipeline
@@ -15,6 +19,14 @@ from simulator.generate import generate
 
 # A small simulated market: big enough for the models to learn price responses, small enough for CI.
 SIMULATION = dict(skus=150, days=40, scale=3.0)
+
+# Headless Chromium for the pages' browser tests (make test installs it when run as root).
+CHROMIUM = os.environ.get("LAKEHOUSE_CHROMIUM", "/usr/bin/chromium")
+# Playwright adds --headless and its own profile folder (--user-data-dir).
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM),
+                                    reason=f"no Chromium at {CHROMIUM}: apt-get install chromium")
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
 import stat
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
@@ -7,6 +8,7 @@ from serving.app import Components, create_app
 from serving.experiments import Subject
 from serving.gateway import GatewayRoute, initial_key_file
 from serving.online_features import COLUMNS
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 
 
 def test_the_app_starts_its_components_and_stops_them(own_settings, monkeypatch):
@@ -50,3 +52,43 @@ def test_the_app_starts_its_components_and_stops_them(own_settings, monkeypatch)
     assert reader.returncode == 0  # shutdown closed the feature reader
     assert app.state.serving.decision_log._closed
 
+
+
+@needs_chromium
+def test_the_api_docs_render_in_headless_chromium_with_every_outside_request_blocked(served):
+    """Swagger UI and ReDoc draw the API's operations from assets the API serves itself: offline, they work."""
+    from playwright.sync_api import sync_playwright
+
+    outside: list[str] = []
+
+    def loopback_only(route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            page.route("**/*", loopback_only)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            assert page.goto(f"{served}/docs").status == 200
+            page.wait_for_selector(".swagger-ui .opblock-summary-path")
+            swagger_paths = page.eval_on_selector_all(".opblock-summary-path", "ps => ps.map(p => p.innerText)")
+            swagger_title = page.text_content(".swagger-ui .info .title")
+            swagger_outside = list(outside)
+            assert page.goto(f"{served}/redoc").status == 200
+            page.wait_for_selector("[data-section-id^='operation/']")
+            redoc_title = page.text_content("h1")
+            redoc_operations = page.eval_on_selector_all("[data-section-id^='operation/']", "ops => ops.length")
+        finally:
+            browser.close()
+    # Swagger UI asks nothing outside; ReDoc only its footer's Redocly logo, an image it hides when it fails.
+    assert swagger_outside == [] and outside == ["https://cdn.redoc.ly/redoc/logo-mini.svg"] and errors == []
+    assert "Lakehouse pricing and shipping API" in swagger_title and "Lakehouse pricing and shipping API" in redoc_title
+    assert {"/v1/prices", "/v1/shipping/estimate"} <= {p.replace("\u200b", "") for p in swagger_paths}
+    assert redoc_operations == len(swagger_paths)

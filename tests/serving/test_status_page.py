@@ -1,25 +1,15 @@
 """The status page: answers before the monitoring job ever ran, and draws its charts in headless Chromium."""
 
 import json
-import os
-import shutil
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
 from lakehouse.tables import table
 from serving.app import create_app
 from serving.status import LABEL_CHARS, interval_chart
-
-CHROMIUM = os.environ.get("LAKEHOUSE_CHROMIUM", "/usr/bin/chromium")
-# Playwright adds --headless and its own profile folder (--user-data-dir).
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 
 
 def test_a_long_chart_label_is_cut_to_fit_and_its_tooltip_keeps_it_whole():
@@ -82,30 +72,13 @@ def _write_monitoring_tables(spark, settings, now):
     spark.createDataFrame([alert], ALERTS).write.format("delta").save(table("gold.alerts").location(settings))
 
 
-@pytest.fixture
-def served(own_settings):
-    """The API on a free loopback port, in a thread of this process."""
-    server = uvicorn.Server(uvicorn.Config(create_app(own_settings), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert server.started, "the API did not start within 60 s"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
-
-
 # What each section draws: its charts' data points (bars, points), in page order.
 SECTIONS_JS = """sections => sections.map(s => [s.querySelector('h2').textContent,
     Array.from(s.querySelectorAll('svg.chart')).map(svg => [svg.getAttribute('class'),
         Array.from(svg.querySelectorAll('.bar, .point')).map(e => Number(e.dataset.value))])])"""
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}: apt-get install chromium "
-                                                         "(make test installs it when run as root)")
+@needs_chromium
 def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, served):
     from playwright.sync_api import sync_playwright
 
