@@ -16,10 +16,12 @@ competitor at once, alternately a cut (x`CUT`) and a raise (x`RAISE`), lasting t
 - Profit: per shocked SKU over the shock's hour, the true expected profit (`simulator.truth`) of the live
   arm's price path (its answers sampled from the shock's start to the end of the run, the last one held
   for the rest of the hour) against the daily book (the model arm's price, held all hour) and the oracle.
-- API: after the shocks, the market streaming on, `POST /v1/prices` for customers of the live arm against
-  the no-op route of the same server, as `bench.api` measures it, and the model arm's (the daily book's)
-  as a second reference in the details. As in `bench.api`, the API's decision log has no broker (its
-  records are dropped and counted): this measures the live features' cost, not Kafka's producer's.
+- API: after the shocks, `POST /v1/prices` for customers of the live arm against the no-op route of the
+  same server, as `bench.api` measures it, and the model arm's (the daily book's) as a second reference in
+  the details: first beside the running market and streaming driver (details), then with the driver
+  stopped and the live book full (the records: the machine is the API's, as in `bench.api`). As in
+  `bench.api`, the API's decision log has no broker (its records are dropped and counted): this measures
+  the live features' cost, not Kafka's producer's.
 """
 
 from __future__ import annotations
@@ -300,10 +302,14 @@ def run(scale: float) -> list[BenchRecord]:
         targets = [Target("noop", settings.api_port, api.pid, requests(NOOP_PATH, live_customers)),
                    Target("price", settings.api_port, api.pid, requests("/v1/prices", live_customers)),
                    Target("model", settings.api_port, api.pid, requests("/v1/prices", model_customers))]
+        # First beside the running market and streaming driver (what a laptop running make up sees), then with
+        # the driver stopped: the live book stays full, and the API has the machine as in bench.api.
         routine = market.MarketThread(settings, 3 * DURATION_S * scale + 30, [], datetime.now(UTC))
         routine.start()
-        samples = _measure(targets, DURATION_S * scale)
+        beside_streaming = _measure(targets, DURATION_S * scale)
         routine.join_result()
+        streaming.down()
+        samples = _measure(targets, DURATION_S * scale)
         live_book = httpx.get(f"http://{HOST}:{settings.api_port}/readyz").json()
 
     reacted = reactions(shocks, answers, sent)
@@ -323,6 +329,7 @@ def run(scale: float) -> list[BenchRecord]:
         "api_with_live_features": {"price": summarize(samples["price"]), "noop": summarize(samples["noop"]),
                                    "model_arm": summarize(samples["model"]), "decision_log": "no broker (dropped)",
                                    "readyz": live_book},
+        "api_beside_streaming": {name: summarize(sample) for name, sample in beside_streaming.items()},
         "loadavg_before": [round(x, 2) for x in loadavg_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
