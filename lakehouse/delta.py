@@ -86,8 +86,9 @@ def append_rows(spark: SparkSession, rows: Sequence[tuple], schema: StructType, 
 
 
 def replace(frame: DataFrame, target: Table, settings: Settings, where: str | None = None) -> None:
-    """Overwrite the table, or with `where` only the rows that match it (`replaceWhere`), in one commit."""
-    writer = _writer(frame, target, "overwrite")
+    """Overwrite the table, or with `where` only the rows that match it (`replaceWhere`), in one commit. A
+    column the table does not have yet is added (`mergeSchema`), as `append` does."""
+    writer = _writer(frame, target, "overwrite").option("mergeSchema", "true")
     if where is not None:
         writer = writer.option("replaceWhere", where)
     writer.save(target.location(settings))

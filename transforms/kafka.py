@@ -22,7 +22,14 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.streams import StreamSource
-from transforms.records import bronze_rows, conform, quarantine_rows, records_from_json_lines, with_lineage
+from transforms.records import (
+    bronze_rows,
+    conform,
+    quarantine_rows,
+    records_from_json_lines,
+    utf8_or_base64,
+    with_lineage,
+)
 from transforms.standardize import canonical_sku
 
 # The rows Spark's Kafka source yields (headers not requested).
@@ -42,11 +49,15 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 def kafka_records(messages: DataFrame) -> DataFrame:
     """Kafka source rows (key, value, topic, partition, offset, timestamp) -> records. `_source_file` is
     `kafka://<topic>/<partition>/<offset>`, the stream's counterpart of the batch rows' file path; the
-    coordinates ride along in `_kafka` until `with_kafka_columns` unpacks them."""
+    coordinates ride along in `_kafka` until `with_kafka_columns` unpacks them. A key that is not UTF-8
+    is kept as `base64:` and its bytes in base64."""
+    key, key_encoding = utf8_or_base64(F.col("key"))
     return records_from_json_lines(messages.select(
-        F.col("value").cast("string").alias("value"),
+        "value",
         F.format_string("kafka://%s/%d/%d", "topic", "partition", "offset").alias("_source_file"),
-        F.struct("topic", "partition", "offset", "timestamp", F.col("key").cast("string").alias("key")).alias(_KAFKA),
+        F.struct("topic", "partition", "offset", "timestamp",
+                 F.when(key_encoding.isNull(), key).otherwise(F.concat(F.lit("base64:"), key)).alias("key"))
+        .alias(_KAFKA),
     ), passthrough=(_KAFKA,))
 
 

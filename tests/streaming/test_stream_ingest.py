@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from streaming_helpers import bronze_ids, dead_letters, run_available_now
 
-from lakehouse.streams import SHOPPER_STREAMS
+from lakehouse.kafka import ensure_topics, kafka_producer
+from lakehouse.streams import DEAD_LETTER, SHOPPER_STREAMS
 from streaming.bronze import StreamOptions, start
 from streaming.checkpoints import CheckpointError, checkpoint_folder
 from streaming.producer import produce
@@ -84,3 +85,41 @@ def test_a_missing_or_damaged_checkpoint_is_refused_and_a_deliberate_reset_resum
     assert len(landed) == len(set(landed)) == 100
     assert sorted(landed) == sorted(first.event_ids + second.event_ids)
     assert json.loads((folder / "metadata").read_text())["id"]  # a new, readable checkpoint
+
+
+def test_hostile_bytes_from_an_independent_client_are_dead_letters_and_every_table_stays_readable(
+        spark, own_settings):
+    """Random bytes, truncated UTF-8, NUL, 1 MB, empty, a tombstone, a JSON array, deep nesting and a key that
+    is not UTF-8 through the real broker: all counted, none lost, and Arrow-based readers read every table."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    stream = SHOPPER_STREAMS["clickstream"]
+    ensure_topics(own_settings, [stream])
+    valid = produce(own_settings, count=20)  # both shopper topics, this test's prefix
+    hostile = [(b"k", b"\xff\xfe\x00\x81garbage"), (b"k", '{"event_id": "\u00e9'.encode()[:-1]),
+               (b"k", b'{"event_id": "a\x00b"}'), (b"k", b"x" * 1_000_000), (b"k", b""), (b"k", None),
+               (b"k", b"[1, 2]"), (b"k", b"[" * 3000 + b"]" * 3000), (b"\xff\x80", b"\xc3\x28")]
+    producer = kafka_producer(own_settings.kafka_bootstrap_servers)
+    try:
+        for key, value in hostile:
+            producer.send(stream.topic(own_settings), key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+    run_available_now(spark, own_settings)
+
+    dead = dead_letters(spark, own_settings)
+    assertDataFrameEqual(dead.groupBy("reason", "raw_encoding").count(), [
+        Row(reason="not_utf8", raw_encoding="base64", count=3),
+        Row(reason="malformed_json", raw_encoding=None, count=5), Row(reason="no_value", raw_encoding=None, count=1)])
+    assert dead.where(F.col("_kafka_key") == "base64:/4A=").count() == 1
+    landed = len(bronze_ids(spark, own_settings, "clickstream")) + len(bronze_ids(spark, own_settings, "transactions"))
+    assert landed + dead.count() == sum(valid.sent.values()) + len(hostile)  # nothing lost
+    for location in (DEAD_LETTER.location(own_settings), stream.bronze.location(own_settings)):
+        delta = DeltaTable(location)
+        rows = len(delta.to_pandas())  # every string decoded
+        with duckdb.connect() as con:
+            assert len(con.sql(f"SELECT * FROM read_parquet({delta.file_uris()!r})").fetchall()) == rows
+        assert rows == spark.read.format("delta").load(location).count()

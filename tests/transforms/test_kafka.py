@@ -58,7 +58,7 @@ def test_bad_messages_become_dead_letters_with_the_raw_payload_and_reason(spark)
     values = [malformed(valid, "bad_json").value, malformed(valid, "wrong_type").value,
               malformed(valid, "missing_required").value, '{"event_id": "e4", "quantity": 1}']
     reasons = ["malformed_json", "type_mismatch: line_number", "missing_required: event_id"]
-    expected = [Row(source="transactions", raw=values[i], reason=reasons[i],
+    expected = [Row(source="transactions", raw=values[i], raw_encoding=None, reason=reasons[i],
                     _source_file=f"kafka://t.transactions/{i % 2}/{i}", _kafka_partition=i % 2, _kafka_offset=i,
                     **LINEAGE) for i in range(3)]
     actual = dead_letter_rows(_conformed(spark, values), SOURCE)
@@ -91,3 +91,15 @@ def test_market_messages_that_could_move_a_price_wrongly_are_dead_letters_naming
     assert [name for name, _ in message_checks(market, None)] == [
         "price_present", "price_positive", "price_plausible", "currency_present", "currency_known",
         "observed_at_in_future"]
+
+
+def test_a_key_or_value_that_is_not_utf8_is_kept_in_base64(spark):
+    messages = spark.createDataFrame(
+        [(b"\xff\xfe", b'{"event_id": "e1", "line_number": 1}', "t.transactions", 0, 0, AT, 0),
+         (b"o-2", b"\xc3\x28", "t.transactions", 0, 1, AT, 0), (None, None, "t.transactions", 0, 2, AT, 0)], KAFKA)
+    conformed = conformed_messages(messages, SOURCE, "q/7", INGESTED)
+    assertDataFrameEqual(stream_bronze_rows(conformed, SOURCE).select("event_id", "_kafka_key"),
+                         [Row(event_id="e1", _kafka_key="base64://4=")])
+    assertDataFrameEqual(dead_letter_rows(conformed, SOURCE).select("raw", "raw_encoding", "reason", "_kafka_key"), [
+        Row(raw="wyg=", raw_encoding="base64", reason="not_utf8", _kafka_key="o-2"),
+        Row(raw=None, raw_encoding=None, reason="no_value", _kafka_key=None)])

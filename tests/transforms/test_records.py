@@ -1,3 +1,5 @@
+import base64
+import json
 from datetime import date, datetime
 
 from pyspark.sql import Row
@@ -45,7 +47,7 @@ def test_json_lines_are_typed_rescued_or_rejected_with_reasons(spark):
         Row(None, None, None, None, None, "malformed_json"),
     ], "event_id string, quantity int, price double, day date, _rescued_data string, _error string")
 
-    actual = _conformed(spark, lines).drop("_raw", "_source_file")
+    actual = _conformed(spark, lines).drop("_raw", "_raw_encoding", "_source_file")
 
     assertDataFrameEqual(actual, expected)
 
@@ -82,7 +84,45 @@ def test_good_records_go_to_bronze_and_bad_ones_to_quarantine_with_lineage(spark
             ingest_year=2026, ingest_month=8, ingest_day=2),
     ])
     assertDataFrameEqual(quarantine_rows(conformed, "orders"), [
-        Row(source="orders", raw='{"event_id": "e2"', reason="malformed_json", _source_file=FILE,
+        Row(source="orders", raw='{"event_id": "e2"', raw_encoding=None, reason="malformed_json", _source_file=FILE,
             _batch_id="batch-1", _ingested_at=datetime(2026, 8, 2, 6, 0), ingest_date=date(2026, 8, 2),
             ingest_year=2026, ingest_month=8, ingest_day=2),
+    ])
+
+
+def test_bytes_that_are_not_utf8_are_quarantined_in_base64_and_no_string_column_holds_them(spark):
+    """Random bytes, truncated UTF-8, a raw NUL, empty, no value at all (a Kafka tombstone), a JSON array, deep
+    nesting, and a valid object around a byte that is not UTF-8: each a bad record, raw kept losslessly."""
+    hostile = [b"\xff\xfe\x00garbage\x80", '{"event_id": "\u00e9'.encode()[:-1], b'{"event_id": "a\x00b"}', b"",
+               None, b"[1, 2]", b"[" * 5000 + b"]" * 5000, b'{"event_id": "e\xc3\x28"}', b'{"event_id": "a\\u0000b"}']
+    frame = spark.createDataFrame([(value, FILE) for value in hostile], "value binary, _source_file string")
+    conformed = conform(records_from_json_lines(frame), SCHEMA, required=("event_id",))
+    rows = with_lineage(conformed, date(2026, 8, 2), "b", datetime(2026, 8, 2)).orderBy("_raw")
+
+    def encoded(value: bytes) -> str:
+        return base64.b64encode(value).decode()
+
+    assertDataFrameEqual(quarantine_rows(rows, "orders").select("raw", "raw_encoding", "reason"), [
+        Row(raw=encoded(hostile[0]), raw_encoding="base64", reason="not_utf8"),
+        Row(raw=encoded(hostile[1]), raw_encoding="base64", reason="not_utf8"),
+        Row(raw=encoded(hostile[7]), raw_encoding="base64", reason="not_utf8"),
+        Row(raw="", raw_encoding=None, reason="malformed_json"),
+        Row(raw=None, raw_encoding=None, reason="no_value"),
+        Row(raw="[1, 2]", raw_encoding=None, reason="malformed_json"),
+        Row(raw='{"event_id": "a\x00b"}', raw_encoding=None, reason="malformed_json"),  # JSON escapes control chars
+        Row(raw=hostile[6].decode(), raw_encoding=None, reason="malformed_json"),
+    ])
+    # An escaped NUL is valid JSON and UTF-8: that record conforms, NUL and all.
+    assertDataFrameEqual(bronze_rows(rows, SCHEMA).select("event_id"), [Row(event_id="a\x00b")])
+
+
+def test_a_columnar_row_with_a_field_that_is_not_utf8_is_quarantined_as_base64_json(spark):
+    rows = spark.createDataFrame([(b"e1", b"2", FILE), (b"e\xff", b"3", FILE)],
+                                 "event_id binary, quantity binary, _source_file string")
+    records = records_from_columns(rows, ["event_id", "quantity"])
+    actual = conform(records, SCHEMA, required=("event_id",)).select("event_id", "_raw", "_raw_encoding", "_error")
+    assertDataFrameEqual(actual, [
+        Row("e1", '{"event_id":"e1","quantity":"2"}', None, None),
+        Row(None, json.dumps({"event_id": base64.b64encode(b"e\xff").decode(), "quantity": "Mw=="},
+                             separators=(",", ":")), "base64_values", "not_utf8"),
     ])
