@@ -193,9 +193,10 @@ def _per_hour(world: World, sku: str, prices, at: datetime, shocks: list[Shock])
 
 def shock_profits(world: World, shocks: list[Shock], answers: pd.DataFrame,
                   daily_price: dict[str, float]) -> pd.DataFrame:
-    """Per shock, the true expected profit (USD) over its whole duration of the live arm's price path,
-    of the daily book's price and of the oracle's. The live path: each answer's price holds until the
-    next answer, the first from the shock's start, the last to the shock's end. Grain: one row per shock."""
+    """Per shock, the true expected profit (USD) over its whole duration of the live arm's price path, of
+    the daily book's price, of the oracle's and of the oracle's price before the shock. The live path: each
+    answer's price holds until the next answer, the first from the shock's start, the last to the shock's
+    end. Grain: one row per shock."""
     rows = []
     for shock in shocks:
         sku = shock.skus[0]
@@ -206,11 +207,14 @@ def shock_profits(world: World, shocks: list[Shock], answers: pd.DataFrame,
         starts = [shock.start, *path["at"].iloc[1:]]
         hours = np.array([(end - begin).total_seconds() / 3600 for begin, end in zip(starts, ends, strict=True)])
         oracle = float(sim_truth.oracle_price(world, [sku], at, shocks)[0])
+        # The oracle's price of the instant before the shock, kept through it: what knowing the shock is worth.
+        unreacted = float(sim_truth.oracle_price(world, [sku], shock.start - timedelta(seconds=1), shocks)[0])
         duration_h = shock.duration.total_seconds() / 3600
         rows.append({"shock_id": shock.shock_id, "sku": sku, "kind": shock.kind,
                      "live_profit": float((_per_hour(world, sku, path["price_usd"], at, shocks) * hours).sum()),
                      "daily_profit": float(_per_hour(world, sku, daily_price[sku], at, shocks)[0] * duration_h),
                      "oracle_profit": float(_per_hour(world, sku, oracle, at, shocks)[0] * duration_h),
+                     "oracle_unreacted_profit": float(_per_hour(world, sku, unreacted, at, shocks)[0] * duration_h),
                      "daily_price": daily_price[sku], "oracle_price": oracle,
                      "last_live_price": float(path["price_usd"].iloc[-1]) if len(path) else np.nan})
     return pd.DataFrame(rows)
@@ -325,6 +329,10 @@ def run(scale: float) -> list[BenchRecord]:
         "profit_by_kind": profits.groupby("kind")[["live_profit", "daily_profit", "oracle_profit"]].sum()
         .round(2).to_dict(orient="index"),
         "oracle_vs_daily": round(float(profits["oracle_profit"].sum() / profits["daily_profit"].sum()), 4),
+        # What reacting can earn at best in this market: the oracle against its own pre-shock price.
+        "oracle_vs_oracle_unreacted": round(float(profits["oracle_profit"].sum()
+                                                  / profits["oracle_unreacted_profit"].sum()), 4),
+        "per_shock": profits.round(4).to_dict(orient="records"),
         "answers": len(answers), "lake_build_s": lake_s, "simulation": SIMULATION,
         "api_with_live_features": {"price": summarize(samples["price"]), "noop": summarize(samples["noop"]),
                                    "model_arm": summarize(samples["model"]), "decision_log": "no broker (dropped)",
