@@ -275,7 +275,7 @@ def run(scale: float) -> list[BenchRecord]:
         streaming.up()
         # The decision log's broker is a closed port, as in bench.api; the driver and the market use the real one.
         api = running.enter_context(start_api(settings, {
-            **env, "LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{_free_port()}"}))
+            **env, "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{_free_port()}"}))
         _wait_ready("api", api, f"http://{HOST}:{settings.api_port}/readyz", settings.logs_dir / "api.log")
         api_key = (settings.state_dir / "api_key.txt").read_text().strip()
 
