@@ -26,7 +26,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.pricing import MOMENTUM_DAYS
+from features.pricing import MOMENTUM_DAYS, REFERENCE_DAYS
 from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
@@ -68,6 +68,9 @@ DRIFT_FEATURES: dict[str, DriftSpec] = {
 # A group feature's current sample: its values of the latest week (the momentum window of the category
 # features), not of the latest date alone (one value per category: too few for the PSI's ten bins).
 GROUP_CURRENT_DAYS = MOMENTUM_DAYS
+# Its reference: at least the dates of its own reference window (28). A group feature's values swing from
+# week to week with campaigns and seasons: fewer dates than that are not a distribution to judge against.
+GROUP_REFERENCE_DAYS = REFERENCE_DAYS
 READOUT_TABLE = "gold.experiment_readout"
 ALERT_SOURCE = "lakehouse-monitor"
 
@@ -156,7 +159,14 @@ def _feature_drift(spark: SparkSession, settings: Settings, now: datetime) -> pd
         reference, current = _snapshot_frames(gold, spec.date_column, spec.features)
         frames.append(checks.feature_drift(name, reference, current, spec.features, now))
         for group, features in spec.group_features:
-            reference, current = _snapshot_frames(gold, spec.date_column, features, GROUP_CURRENT_DAYS, group)
+            reference, current = _snapshot_frames(gold, spec.date_column, (spec.date_column, *features),
+                                                  GROUP_CURRENT_DAYS, group)
+            dates = reference[spec.date_column].nunique()
+            if dates < GROUP_REFERENCE_DAYS:
+                frames += [checks.skipped("feature_drift", f"{name}.{feature}", f"the training window has {dates} "
+                                          f"dates of {group} values, fewer than {GROUP_REFERENCE_DAYS}", now)
+                           for feature in features]
+                continue
             frames.append(checks.feature_drift(name, reference, current, features, now, grain=group))
     return pd.concat(frames, ignore_index=True)
 

@@ -108,7 +108,9 @@ def test_quality_failure_and_drift_alert_once_then_resolve(spark, settings, tmp_
                                              "latest run")
     assert quality["payload"]["custom_details"]["detail"] == {"run_id": "q1", "failed_rules": ["sku_recognised"]}
     skipped = first.metrics.loc[first.metrics["metric"] == "skipped", "check"]
-    assert sorted(skipped) == ["api", "experiment", "feature_drift", "model_performance", "schema_drift"]
+    # feature drift: the shipping table does not exist; two dates are too short a window for the category feature
+    assert sorted(skipped) == ["api", "experiment", "feature_drift", "feature_drift", "model_performance",
+                               "schema_drift"]
 
     monitor.run_monitor(spark, own)  # same breaches: nothing new
     assert len(received) == 2
@@ -145,15 +147,15 @@ def test_the_report_names_each_breach_and_each_alert_event_even_one_never_sent()
 CATEGORIES = [f"category-{c}" for c in range(10)]
 
 
-def _category_momentum(spark, settings, drift: float) -> None:
-    """60 dates of 10 categories x 3 SKUs: each category's momentum one draw per date from the same law,
+def _category_momentum(spark, settings, drift: float, days: int = 60) -> None:
+    """`days` dates of 10 categories x 3 SKUs: each category's momentum one draw per date from the same law,
     shared by its SKUs (as the feature is), times `drift` on the last week; the other features constant."""
     rng = np.random.default_rng(3)
     fields = PRICING_FEATURES.fieldNames()
     rows = []
-    for day in range(60):
+    for day in range(days):
         for c, category in enumerate(CATEGORIES):
-            momentum = float(rng.lognormal(0, 0.1)) * (drift if day >= 53 else 1.0)
+            momentum = float(rng.lognormal(0, 0.1)) * (drift if day >= days - 7 else 1.0)
             for s in range(3):
                 row = dict.fromkeys(fields)
                 row.update({"sku": f"SKU-{c}{s:05d}", "category": category,
@@ -183,10 +185,23 @@ def test_a_category_feature_is_compared_once_per_category_and_date_over_the_last
     assert _momentum_drift(spark, own)["psi"] > 1.0  # a week 30% above the law: an alarm
 
 
+def test_a_category_feature_with_a_short_training_window_is_not_judged(spark, tmp_path):
+    own = Settings(state_dir=tmp_path)
+    _category_momentum(spark, own, drift=1.3, days=40)  # 26 dates before the holdout: fewer than 28
+    frame = monitor._feature_drift(spark, own, datetime(2026, 3, 1))
+    [row] = frame.loc[frame["subject"] == "gold.pricing_features.category_views_7d_vs_28d"].to_dict("records")
+    assert (row["metric"], json.loads(row["detail"])) == (
+        "skipped", {"reason": "the training window has 26 dates of category values, fewer than 28"})
+    assert math.isnan(row["value"])
+
+
 @pytest.mark.integration
 def test_a_fresh_simulated_lake_raises_no_feature_drift_alarm(spark, simulated_lake):
-    """The simulator injects no feature drift: no feature of its gold tables may breach the drift rule."""
+    """The simulator injects no feature drift: no feature of its gold tables may breach the drift rule (its
+    40 days leave the category feature too short a training window to be judged)."""
     lake, _ = simulated_lake
     judged = judge(monitor._feature_drift(spark, lake, datetime.now(UTC).replace(tzinfo=None)), load_rules())
-    assert len(judged) == 14 and judged["value"].notna().all()
+    assert len(judged) == 14 and judged.loc[judged["metric"] == "psi", "value"].notna().all()
+    assert judged.loc[judged["metric"] == "skipped", "subject"].tolist() == [
+        "gold.pricing_features.category_views_7d_vs_28d"]
     assert judged.loc[judged["status"] == BREACH, "subject"].tolist() == []
