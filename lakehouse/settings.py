@@ -87,6 +87,9 @@ class Settings(BaseSettings):
 
     # Seconds `lakehouse stack up` waits for a service to answer its health check.
     health_timeout_s: float = 90.0
+    # The console of every CLI, job and service (lakehouse.log): `human` shows warnings and one line per stage,
+    # `json` the JSON lines the log files hold (the stack sets it for its services, whose stderr is their log).
+    log_format: Literal["human", "json"] = "human"
 
     @field_validator("state_dir", "jars_dir", "api_experiments_file")
     @classmethod

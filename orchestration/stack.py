@@ -140,8 +140,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
     """Where a Python service finds the stack: it reads its settings from the environment, so pass
     this stack's, not the caller's."""
     return {"LAKEHOUSE_STATE_DIR": str(settings.state_dir), "LAKEHOUSE_JARS_DIR": str(settings.jars_dir),
-            # A service's output is its JSON-lines log: MLflow's download progress bars would break its lines.
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # A service's stderr is its log file: JSON lines, not the view for a person.
+            "LAKEHOUSE_LOG_FORMAT": "json",
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
