@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.log import log_file
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
+
+LOG4J_CONFIG = REPO_ROOT / "infra" / "spark" / "log4j2.properties"
 
 
 class MissingJarsError(RuntimeError):
@@ -38,6 +42,22 @@ def s3a_options(settings: Settings) -> dict[str, str]:
     }
 
 
+def driver_java_options(settings: Settings, log_to: Path | None) -> str:
+    """The driver JVM's options: the metastore's folder, and where Spark's own log goes (infra/spark/log4j2.properties):
+    with a log file, warnings go there and a person's console sees errors only; a JSON console (a service's log,
+    or LAKEHOUSE_LOG_FORMAT=json) gets the warnings as JSON lines."""
+    if settings.log_format == "json":
+        console = {"text": "off", "json": "warn"}
+    else:
+        console = {"text": "error" if log_to else "warn", "json": "off"}
+    return " ".join([
+        f"-Dderby.system.home={settings.state_dir / 'derby'}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        *([f"-Dlakehouse.log.file={log_to}"] if log_to else []),
+        *(f"-Dlakehouse.log.console.{kind}={level}" for kind, level in console.items()),
+    ])
+
+
 def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     """Return the process's SparkSession, creating it on first call.
 
@@ -62,7 +82,7 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
         # All timestamps are stored and compared in UTC, whatever the machine's zone.
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.warehouse.dir", str(settings.state_dir / "warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}")
+        .config("spark.driver.extraJavaOptions", driver_java_options(settings, log_file()))
         # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )

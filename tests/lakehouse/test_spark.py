@@ -7,7 +7,7 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.settings import Settings
-from lakehouse.spark import MissingJarsError, s3a_options, spark_jars
+from lakehouse.spark import LOG4J_CONFIG, MissingJarsError, driver_java_options, s3a_options, spark_jars
 
 # delta-rs can abort the interpreter at exit (delta-io/delta-rs#2184), so the independent reader runs in
 # its own process and leaves with os._exit once it has printed its answer.
@@ -66,3 +66,44 @@ def test_s3a_options_point_at_the_endpoint_by_path_with_credentials_from_the_env
             "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
     }
     assert s3a_options(Settings(s3_endpoint=None)) == {}
+
+
+def test_the_driver_log_goes_to_the_log_file_and_the_console_the_settings_ask_for(tmp_path):
+    human, json_console = Settings(state_dir=tmp_path), Settings(state_dir=tmp_path, log_format="json")
+    common = f"-Dderby.system.home={tmp_path / 'derby'} -Dlog4j2.configurationFile={LOG4J_CONFIG}"
+    log = tmp_path / "logs" / "pipeline.log"
+    assert driver_java_options(human, log) == (
+        f"{common} -Dlakehouse.log.file={log} -Dlakehouse.log.console.text=error -Dlakehouse.log.console.json=off")
+    assert driver_java_options(human, None) == (
+        f"{common} -Dlakehouse.log.console.text=warn -Dlakehouse.log.console.json=off")
+    assert driver_java_options(json_console, None) == (
+        f"{common} -Dlakehouse.log.console.text=off -Dlakehouse.log.console.json=warn")
+
+
+JVM_INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector"
+# A driver as `make pipeline` starts one: its own warnings and a logged one must reach the log file as JSON lines,
+# the console only Python's view (the JVM's own "Using incubator modules" line cannot be configured away).
+_DRIVER = """
+import logging, sys
+from lakehouse.log import configure_logging
+from lakehouse.spark import get_spark
+configure_logging("driver.log")
+spark = get_spark("log-test")
+spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getLogger("lakehouse.test").warn("a warning")
+spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getLogger("lakehouse.test").error("an error")
+spark.stop()
+"""
+
+
+def test_a_driver_s_warnings_go_to_the_log_file_and_only_its_errors_to_the_console(tmp_path, settings):
+    env = {**os.environ, "LAKEHOUSE_STATE_DIR": str(tmp_path), "LAKEHOUSE_JARS_DIR": str(settings.jars_dir),
+           "LAKEHOUSE_SPARK_UI_ENABLED": "false"}
+    env.pop("LAKEHOUSE_LOG_FORMAT", None)
+    ran = subprocess.run([sys.executable, "-c", _DRIVER], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    console = [line for line in ran.stderr.splitlines() if line != JVM_INCUBATOR_WARNING]
+    assert [line[18:] for line in console] == ["ERROR test: an error"]  # after the time stamp
+    logged = [json.loads(line) for line in (tmp_path / "logs" / "driver.log").read_text().splitlines()]
+    assert [(entry["level"], entry["logger"], entry["msg"]) for entry in logged if entry["logger"] == "test"] == [
+        ("WARN", "test", "a warning"), ("ERROR", "test", "an error")]
+    assert ran.stdout == ""
