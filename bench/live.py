@@ -20,8 +20,7 @@ competitor at once, alternately a cut (x`CUT`) and a raise (x`RAISE`), lasting t
   same server, as `bench.api` measures it, and the model arm's (the daily book's) as a second reference in
   the details: first beside the running market and streaming driver (details), then with the driver
   stopped and the live book full (the records: the machine is the API's, as in `bench.api`). As in
-  `bench.api`, the API's decision log has no broker (its records are dropped and counted): this measures
-  the live features' cost, not Kafka's producer's.
+  `bench.api` and `make up`, the API's decision log sends every answer to the real broker.
 """
 
 from __future__ import annotations
@@ -53,13 +52,13 @@ from bench.api import (
     bench_lake,
     bench_settings,
     customers_on_variant,
+    decision_log_delivery,
     http_request,
     noop_records,
     start_api,
     summarize,
 )
 from bench.results import BenchRecord
-from bench.streaming import _free_port
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from orchestration.stack import Stack
@@ -273,9 +272,7 @@ def run(scale: float) -> list[BenchRecord]:
         streaming = Stack(settings, only=["streaming"])
         running.callback(streaming.down)
         streaming.up()
-        # The decision log's broker is a closed port, as in bench.api; the driver and the market use the real one.
-        api = running.enter_context(start_api(settings, {
-            **env, "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{_free_port()}"}))
+        api = running.enter_context(start_api(settings, env))
         _wait_ready("api", api, f"http://{HOST}:{settings.api_port}/readyz", settings.logs_dir / "api.log")
         api_key = (settings.state_dir / "api_key.txt").read_text().strip()
 
@@ -315,6 +312,7 @@ def run(scale: float) -> list[BenchRecord]:
         streaming.down()
         samples = _measure(targets, DURATION_S * scale)
         live_book = httpx.get(f"http://{HOST}:{settings.api_port}/readyz").json()
+        api_server, decision_log = decision_log_delivery(settings)
 
     reacted = reactions(shocks, answers, sent)
     profits = shock_profits(world, shocks, answers, daily_price)
@@ -335,14 +333,14 @@ def run(scale: float) -> list[BenchRecord]:
         "per_shock": profits.round(4).to_dict(orient="records"),
         "answers": len(answers), "lake_build_s": lake_s, "simulation": SIMULATION,
         "api_with_live_features": {"price": summarize(samples["price"]), "noop": summarize(samples["noop"]),
-                                   "model_arm": summarize(samples["model"]), "decision_log": "no broker (dropped)",
-                                   "readyz": live_book},
+                                   "model_arm": summarize(samples["model"]), "readyz": live_book,
+                                   "decision_log": decision_log, "api_server": api_server},
         "api_beside_streaming": {name: summarize(sample) for name, sample in beside_streaming.items()},
         "loadavg_before": [round(x, 2) for x in loadavg_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     result = [*records(reaction, details["bronze_landing"], profits, details),
-              *noop_records(summarize(samples["price"]), summarize(samples["noop"]), details,
+              *noop_records(summarize(samples["price"]), summarize(samples["noop"]), details, decision_log,
                             name="api_price_single_live_features")]
     log.info("live bench", extra={"details": json.dumps(details, default=str)})
     return result

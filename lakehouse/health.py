@@ -10,8 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kafka import KafkaAdminClient
-
+from lakehouse.kafka import kafka_admin
 from lakehouse.settings import Settings
 
 # The stack's health check calls the streaming job stale when its heartbeat is older than this.
@@ -27,20 +26,14 @@ def port_open(host: str, port: int) -> bool:
 def kafka_answers(bootstrap_servers: str) -> bool:
     """True when the broker answers a metadata request."""
     host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
-    # Probe the socket first: kafka-python retries a closed port with growing back-off and logs errors.
+    # Probe the socket first: librdkafka would retry a closed port until the timeout.
     if not port_open(host, int(port)):
         return False
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
-    except Exception:
-        return False
-    try:
-        admin.list_topics()
+        kafka_admin(bootstrap_servers).list_topics(timeout=3)
         return True
     except Exception:
         return False
-    finally:
-        admin.close()
 
 
 def http_ok(url: str) -> bool:

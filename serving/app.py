@@ -14,7 +14,7 @@ on a laptop with no network.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI, Request, Response
@@ -77,24 +77,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_initial_key(settings)
-        features, books = OnlineFeatures(settings, metrics).start(), PriceBooks()
-        live_features = LiveFeatureStore(settings, features.reader)
-        live_prices = LivePriceBook(books, lambda: live_features.snapshot)
-        live_features.subscribe(live_prices.on_live_change)
-        components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
-                             Experiments(settings.api_experiments_file), DecisionLogger(settings, metrics).start(),
-                             features, ModelStore(settings, metrics).start(), books, live_features.start(),
-                             live_prices)
-        app.state.serving, app.state.gateway = components, components.gateway
-        try:
+        # Each part closes in the reverse order of its start, even if another fails to start or to close: the
+        # decision log first (it sends what its producer holds), the live features before the features whose
+        # reader they use.
+        with ExitStack() as started:
+            def start(part):
+                started.callback(part.close)
+                return part.start()
+
+            started.callback(status_page.close)
+            ensure_initial_key(settings)
+            features, books = start(OnlineFeatures(settings, metrics)), PriceBooks()
+            models = start(ModelStore(settings, metrics))
+            live_features = LiveFeatureStore(settings, features.reader)
+            live_prices = LivePriceBook(books, lambda: live_features.snapshot)
+            live_features.subscribe(live_prices.on_live_change)
+            start(live_features)
+            components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
+                                 Experiments(settings.api_experiments_file), start(DecisionLogger(settings, metrics)),
+                                 features, models, books, live_features, live_prices)
+            app.state.serving, app.state.gateway = components, components.gateway
             yield
-        finally:
-            components.decision_log.close()
-            components.live_features.close()  # before the features: it reads with their reader
-            components.features.close()
-            components.models.close()
-            status_page.close()
 
     app = add_offline_docs(FastAPI(title=TITLE, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None))
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)

@@ -1,27 +1,32 @@
 """The decision log: every pricing and shipping answer goes to Kafka without ever slowing a request.
 
-`DecisionLogger.log(record)` appends the record to a bounded in-memory queue and returns: it never
-blocks and never raises. A background thread drains the queue every `DRAIN_EVERY_S` into an
-idempotent kafka-python producer (acks from all in-sync replicas, as `streaming.producer` configures it) on topic
-`<prefix>.decisions`, keyed by decision_id; the streaming job lands the topic in
-`bronze.decisions_stream`, silver promotion in `silver.decisions`. A record is dropped, and counted
-in `lakehouse_decision_log_dropped_total{reason}`, when the queue is full, Kafka cannot be reached
-(reconnection is retried with back-off), Kafka refuses it, or it cannot be serialized. `close()`
-sends what is queued and flushes the producer.
+`DecisionLogger.log(record)` encodes the record (orjson) and hands it to a librdkafka producer
+(`confluent-kafka`; acks from all in-sync replicas and idempotence, as `lakehouse.kafka` configures every
+producer) on topic `<prefix>.decisions`, keyed by decision_id, and returns: it never blocks and never
+raises. librdkafka batches and sends from its own threads, which do not hold Python's GIL; a thread of
+ours serves the delivery reports. The streaming job lands the topic in `bronze.decisions_stream`, silver
+promotion in `silver.decisions`.
+
+Every record is either sent (`lakehouse_decision_log_sent_total`) or dropped and counted in
+`lakehouse_decision_log_dropped_total{reason}`: `queue_full` when the producer already holds
+`decision_log_queue_size` unsent records, `kafka_unavailable` when Kafka did not take it within the delivery
+timeout (librdkafka reconnects by itself), `kafka_error` when Kafka refused it, `unserializable`, and
+`shutdown` for what `close()` could not send in time or what is logged after it.
 
 The record's fields are declared once in `lakehouse.schemas.decisions`; `decision_record` builds one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
-from collections import deque
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError
 
 from lakehouse.kafka import ensure_topics, kafka_producer
 from lakehouse.settings import Settings
@@ -32,13 +37,15 @@ log = logging.getLogger(__name__)
 
 # Fields the API may hand over as objects: they are sent as JSON strings.
 _JSON_TEXT_FIELDS = ("request", "response")
-# How often the sender thread drains the queue. In batches rather than woken per record: a wake-up per
-# record made the thread take the GIL from the event loop on every request (measured: a tenth of a
-# price request's CPU). Not much longer either: 50 ms of records held in memory (a few hundred KB at
-# full load) measured 5 % more CPU per request than 10 ms. A record waits at most this long for Kafka.
-DRAIN_EVERY_S = 0.01
-# Reconnection back-off while Kafka cannot be reached.
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+# How long a record may wait for Kafka (a broker restart fits in it) before it is counted kafka_unavailable.
+DELIVERY_TIMEOUT_S = 30.0
+# How long the delivery-report thread waits for reports in one call (in librdkafka, without the GIL).
+POLL_S = 0.1
+# Delivery errors that mean "Kafka did not answer in time", rather than "Kafka refused".
+_UNAVAILABLE = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                KafkaError._ALL_BROKERS_DOWN}
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 # At most one warning per reason in this many seconds (the counter has every drop).
 WARN_EVERY_S = 10.0
 
@@ -79,16 +86,12 @@ def decision_record(*, decision_id: str | None = None, event_time: str | None = 
 
 
 def _plain(value: Any) -> Any:
-    """JSON fallback for numpy scalars and arrays, dates and pydantic models."""
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
+    """JSON fallback for what orjson does not know: pydantic models and numpy scalars it leaves out."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return value.item()
+    raise TypeError  # orjson names the type in its own error
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -96,95 +99,43 @@ def encode(record: dict[str, Any]) -> bytes:
     fields = dict(record)
     for name in _JSON_TEXT_FIELDS:
         if fields.get(name) is not None and not isinstance(fields[name], str):
-            fields[name] = json.dumps(fields[name], default=_plain, separators=(",", ":"))
-    return json.dumps(fields, default=_plain, separators=(",", ":")).encode()
+            fields[name] = orjson.dumps(fields[name], default=_plain, option=_ORJSON_OPTIONS).decode()
+    return orjson.dumps(fields, default=_plain, option=_ORJSON_OPTIONS)
 
 
 class DecisionLogger:
-    """Bounded, non-blocking, best-effort delivery of decision records to Kafka (see the module doc)."""
+    """Non-blocking delivery of decision records to Kafka, each one sent or counted dropped (see the module doc)."""
 
-    def __init__(self, settings: Settings, metrics: ServingMetrics, connect_timeout_s: float = 2.0,
-                 send_block_s: float = 1.0):
+    def __init__(self, settings: Settings, metrics: ServingMetrics, delivery_timeout_s: float = DELIVERY_TIMEOUT_S):
         self.settings, self.metrics = settings, metrics
-        self.connect_timeout_s, self.send_block_s = connect_timeout_s, send_block_s
-        # deque's append and popleft are atomic: neither side takes a lock per record.
-        self._queue: deque[dict] = deque()
-        self._capacity = settings.decision_log_queue_size
-        self._stopping = threading.Event()
+        self._topic = DECISION_LOG.topic(settings)
+        # librdkafka connects in the background: creating the producer neither waits for nor needs Kafka.
+        self._producer = kafka_producer(settings.kafka_bootstrap_servers, **{
+            "message.timeout.ms": int(delivery_timeout_s * 1000),
+            "queue.buffering.max.messages": settings.decision_log_queue_size,
+            "on_delivery": self._delivered})
+        # Records handed to the producer, and those since delivered or dropped: each has one writer (the event
+        # loop, which runs every endpoint; the thread serving delivery reports), so no lock. librdkafka's own
+        # queue length also counts its protocol requests.
+        self._handed = self._settled = 0
         self._closed = False
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._producer = None
-        self._topic: str | None = None
-        self._retry_at = 0.0
-        self._backoff_s = RECONNECT_MIN_S
         self._warned_at: dict[str, float] = {}
-        metrics.track_queue_depth(self._queue.__len__)
+        metrics.track_queue_depth(lambda: self.queue_depth)
 
     def start(self) -> DecisionLogger:
-        """Start the thread that sends queued records (records logged before wait in the queue)."""
+        """Start the thread that creates the topic if missing and serves delivery reports."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
             self._thread.start()
         return self
 
     def log(self, record: dict[str, Any]) -> None:
-        """Queue `record` for Kafka and return at once; never raises. The logger owns the dict from now on."""
-        try:
-            if self._closed:
-                self._drop("shutdown")
-            elif len(self._queue) >= self._capacity:
-                self._drop("queue_full")
-            else:
-                self._queue.append(record)
-        except Exception:  # a failure to log must never fail the request
-            self._drop("error")
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._queue)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop accepting records, send what is queued, flush the producer (within about `timeout_s`)."""
-        self._closed = True
-        self._stopping.set()
-        deadline = time.monotonic() + timeout_s
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        # Left only when the thread did not finish (Kafka too slow) or never started.
-        left = len(self._queue)
-        self._queue.clear()
-        if left:
-            self._drop("shutdown", count=left)
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                producer.flush(timeout=remaining)
-            except Exception as err:  # unsent records fail their futures: counted as kafka_error
-                log.warning("decision log flush incomplete", extra={"error": repr(err)})
-            producer.close(timeout=1.0)
-        log.info("decision log closed", extra={"dropped_at_close": left})
-
-    def _run(self) -> None:
-        while True:
-            stopping = self._stopping.wait(DRAIN_EVERY_S)
-            self._drain()
-            if stopping:
-                return
-
-    def _drain(self) -> None:
-        """Send every queued record, or count them all dropped while Kafka cannot be reached."""
-        batch = [self._queue.popleft() for _ in range(len(self._queue))]
-        if not batch:
+        """Hand `record` to the producer and return at once; never raises."""
+        if self._closed:
+            self._drop("shutdown")
             return
-        producer = self._producer or self._connect()
-        if producer is None:
-            self._drop("kafka_unavailable", count=len(batch))
-            return
-        for record in batch:
-            self._send(producer, record)
-
-    def _send(self, producer, record: dict[str, Any]) -> None:
         try:
             value = encode(record)
         except (TypeError, ValueError) as err:
@@ -192,44 +143,53 @@ class DecisionLogger:
             return
         key = record.get("decision_id")
         try:
-            future = producer.send(self._topic, key=str(key).encode() if key is not None else None, value=value)
-        except Exception as err:  # buffer full for send_block_s, or the producer closed
+            self._producer.produce(self._topic, value, None if key is None else str(key).encode())
+            self._handed += 1
+        except BufferError:
+            self._drop("queue_full")
+        except Exception as err:  # a failure to log must never fail the request
             self._drop("kafka_error", repr(err))
-            return
-        future.add_callback(lambda _: self.metrics.decision_log_sent.inc())
-        future.add_errback(lambda err: self._drop("kafka_error", repr(err)))
 
-    def _connect(self):
-        """A producer, or None while Kafka cannot be reached (retried with exponential back-off)."""
-        now = time.monotonic()
-        if now < self._retry_at:
-            return None
+    @property
+    def queue_depth(self) -> int:
+        """Records handed to the producer and not yet delivered or dropped."""
+        return self._handed - self._settled
 
-        try:
-            producer = kafka_producer(self.settings.kafka_bootstrap_servers,
-                                      bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
-                                      max_block_ms=int(self.send_block_s * 1000))
-        except Exception as err:  # any failure to connect means: drop and retry later
-            self._retry_at = now + self._backoff_s
-            self._backoff_s = min(RECONNECT_MAX_S, self._backoff_s * 2)
-            self._warn("kafka_unavailable", "Kafka unreachable; dropping decision records until it answers",
-                       repr(err))
-            return None
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop accepting records and send what the producer holds; what is left after `timeout_s` is
+        counted dropped (`shutdown`)."""
+        self._closed = True
+        self._stopping.set()
+        if self._thread is not None:  # from now on, this thread alone serves the delivery reports
+            self._thread.join(timeout_s)
+        self._producer.flush(timeout_s)
+        left = self.queue_depth
+        if left:
+            # Purged records get a delivery report each (counted as shutdown in `_delivered`).
+            self._producer.purge()
+            self._producer.flush(1.0)
+        log.info("decision log closed", extra={"dropped_at_close": left})
+
+    def _run(self) -> None:
         try:
             ensure_topics(self.settings, [DECISION_LOG])
         except Exception as err:  # the broker auto-creates the topic; say so and go on
             log.warning("could not create the decision topic", extra={"error": repr(err)})
-        self._topic = DECISION_LOG.topic(self.settings)
-        self._backoff_s = RECONNECT_MIN_S
-        self._producer = producer
-        log.info("decision log connected", extra={"topic": self._topic,
-                                                  "bootstrap_servers": self.settings.kafka_bootstrap_servers})
-        return producer
+        while not self._stopping.is_set():
+            self._producer.poll(POLL_S)
 
-    def _drop(self, reason: str, error: str | None = None, count: int = 1) -> None:
-        self.metrics.decision_log_dropped.labels(reason).inc(count)
-        if reason != "kafka_unavailable":
-            self._warn(reason, "decision record dropped", error)
+    def _delivered(self, error: KafkaError | None, _message) -> None:
+        self._settled += 1
+        if error is None:
+            self.metrics.decision_log_sent.inc()
+        elif error.code() in _PURGED:
+            self._drop("shutdown")
+        else:
+            self._drop("kafka_unavailable" if error.code() in _UNAVAILABLE else "kafka_error", error.str())
+
+    def _drop(self, reason: str, error: str | None = None) -> None:
+        self.metrics.decision_log_dropped.labels(reason).inc()
+        self._warn(reason, "decision record dropped", error)
 
     def _warn(self, reason: str, message: str, error: str | None = None) -> None:
         now = time.monotonic()

@@ -12,7 +12,8 @@ Lookups are dict gets and numpy indexing (about a microsecond).
 delta-rs (the `deltalake` package) can abort the interpreter at exit (delta-io/delta-rs#2184), so
 this process never imports it: `DeltaReader` keeps one child process that reads the tables and hands
 the rows back as Arrow IPC bytes over a pipe, and leaves with `os._exit` when its stdin closes (when
-the reader is closed or this process ends, however it ends). The server and the tests exit cleanly.
+the reader is closed or this process ends, however it ends); it ignores stop signals, which a process
+group's stop also sends it. The server and the tests exit cleanly.
 
 `OnlineFeatures` builds the snapshot at start-up, then checks the tables' Delta versions every
 `settings.online_features_refresh_s` seconds (and the date, for the rate card); a changed version is
@@ -87,7 +88,12 @@ def _reader_main() -> None:
     """The child of `DeltaReader`: one JSON request per stdin line, one framed answer each on stdout
     (kind byte J/A/E, 8-byte length, payload: JSON, Arrow IPC stream, error JSON); `os._exit` at EOF."""
     import os
+    import signal
 
+    # A stop signal sent to the server's process group reaches this child too: it must not die under a read
+    # the server's shutdown may still wait for. It leaves when the server closes its stdin, or ends.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, signal.SIG_IGN)
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything else written to stdout goes to stderr, never into the answers
     try:

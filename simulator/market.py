@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from confluent_kafka import KafkaError
 
-from lakehouse.kafka import ensure_topics, kafka_producer
+from lakehouse.kafka import ensure_topics, kafka_producer, send
 from lakehouse.log import configure_logging
 from lakehouse.schemas.landing import MARKET_PRICES
 from lakehouse.settings import Settings, get_settings
@@ -143,7 +144,7 @@ def run(settings: Settings, duration_s: float, shocks: Sequence[Shock] = (), sta
     `<truth>/model.json`: each observation is produced at its `observed_at`, keyed by SKU, to `topic`
     (default `<prefix>.market_prices`, created if missing), its Kafka timestamp the produce time.
     Truth files are written before the first message (shocks, oracle path) and at the end (messages
-    sent, also when stopped early). With a `producer` given (kafka-python's interface), the caller owns
+    sent, also when stopped early). With a `producer` given (a confluent-kafka `Producer`), the caller owns
     it and the topic. Returns once Kafka acknowledged every message; raises
     `streaming.producer.ProduceError` otherwise."""
     if duration_s <= 0:
@@ -161,7 +162,7 @@ def run(settings: Settings, duration_s: float, shocks: Sequence[Shock] = (), sta
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     shocks_path, oracle_path = sim_truth.write_shock_truth(settings.truth_dir, world, shocks, start, end, run_id, day)
     messages_path = settings.truth_dir / sim_truth.MARKET_MESSAGES_FILE
-    failures: list[Exception] = []
+    failures: list[KafkaError] = []
     coordinates: dict[int, tuple[int, int]] = {}
     produced_at: list[datetime] = []
     last_log, previous = time.monotonic(), None
@@ -174,10 +175,9 @@ def run(settings: Settings, duration_s: float, shocks: Sequence[Shock] = (), sta
                 time.sleep(wait)
             value = json.dumps(message(row)).encode()
             now = datetime.now(UTC)
-            future = producer.send(topic, key=row.sku.encode(), value=value,
-                                   timestamp_ms=(now - EPOCH) // timedelta(milliseconds=1))
-            future.add_callback(lambda meta, n=n: coordinates.__setitem__(n, (meta.partition, meta.offset)))
-            future.add_errback(failures.append)
+            send(producer, topic, value, row.sku.encode(), timestamp_ms=(now - EPOCH) // timedelta(milliseconds=1),
+                    on_delivery=lambda error, sent, n=n: failures.append(error) if error is not None
+                    else coordinates.__setitem__(n, (sent.partition(), sent.offset())))
             produced_at.append(now)
             if row.reason != "routine" and (row.shock_id, row.reason) != previous:
                 log.info("shock observed", extra={"shock_id": row.shock_id, "reason": row.reason})

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from confluent_kafka import KafkaError
 
-from lakehouse.kafka import ensure_topics, kafka_producer
+from lakehouse.kafka import ensure_topics, failed_to, kafka_producer, send
 from lakehouse.log import configure_logging
 from lakehouse.settings import get_settings
 from lakehouse.streams import SHOPPER_STREAMS
@@ -252,7 +253,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     truth_path = live_truth_dir(settings) / f"{run_id}.parquet"
     producer = kafka_producer(settings.kafka_bootstrap_servers)
-    failures: list[Exception] = []
+    failures: list[KafkaError] = []
+    on_delivery = failed_to(failures)
     truth: list[dict] = []
     event_ids: list[str] = []
     counts = {"sessions": 0, "events": 0, "order_lines": 0, "unpriced_views": 0}
@@ -272,8 +274,8 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
                                       ("transactions", session.transactions, "order_id")):
                 for row in rows:
                     event_ids.append(row["event_id"])
-                    producer.send(topics[source], key=row[key].encode(), value=json.dumps(row).encode()) \
-                        .add_errback(failures.append)
+                    send(producer, topics[source], json.dumps(row).encode(), row[key].encode(),
+                            on_delivery=on_delivery)
             truth += session.truth
             counts["sessions"] += 1
             counts["events"] += len(session.clickstream)

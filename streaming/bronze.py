@@ -26,7 +26,7 @@ from typing import Literal
 from lakehouse import delta
 from lakehouse.delta import delta_exists, read_delta
 from lakehouse.health import heartbeat_file, kafka_answers
-from lakehouse.kafka import ensure_topics
+from lakehouse.kafka import ensure_topics, topic_partitions
 from lakehouse.log import configure_logging
 from lakehouse.settings import get_settings
 from lakehouse.spark import get_spark
@@ -142,23 +142,13 @@ class BronzeBatchWriter:
         return metrics.get["bad"]
 
 
-def topic_partitions(settings, topic: str) -> list[int]:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        return sorted(consumer.partitions_for_topic(topic) or [])
-    finally:
-        consumer.close()
-
-
 def start_query(spark, settings, source, options: StreamOptions):
     """Start one source's query (the checkpoint must already be verified)."""
     topic = source.topic(settings)
     starting = options.starting_offsets
     if options.reset_checkpoint:
         move_aside(settings, source)
-        starting = resume_offsets(spark, settings, source, topic_partitions(settings, topic))
+        starting = resume_offsets(spark, settings, source, topic_partitions(settings.kafka_bootstrap_servers, topic))
         log.warning("checkpoint reset", extra={"source": source.name, "starting_offsets": starting})
     reader = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from lakehouse.kafka import ensure_topics, kafka_producer
+from confluent_kafka import KafkaError
+
+from lakehouse.kafka import ensure_topics, failed_to, kafka_producer, send
 from lakehouse.log import configure_logging
 from lakehouse.settings import get_settings
 from lakehouse.streams import SHOPPER_STREAMS
@@ -127,7 +129,8 @@ def produce(settings, count: int | None = None, duration_s: float | None = None,
     spacing = (count or 0) // (malformed_count + 1)
 
     producer = kafka_producer(settings.kafka_bootstrap_servers)
-    failures: list[Exception] = []
+    failures: list[KafkaError] = []
+    on_delivery = failed_to(failures)
     result = Produced()
     valid = bad = 0
     started = last_log = time.monotonic()
@@ -146,8 +149,8 @@ def produce(settings, count: int | None = None, duration_s: float | None = None,
                 result.sent[message.source] += 1
                 result.event_ids.append(message.event_id)
                 valid += 1
-            producer.send(topics[message.source], key=message.key.encode(), value=message.value.encode()) \
-                .add_errback(failures.append)
+            send(producer, topics[message.source], message.value.encode(), message.key.encode(),
+                    on_delivery=on_delivery)
             if rate and (ahead := (valid + bad) / rate - (now - started)) > 0:
                 time.sleep(ahead)
             if now - last_log >= PROGRESS_EVERY_S:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Message
 
 from lakehouse.settings import Settings
 from orchestration.runner import run_pipeline
@@ -27,6 +30,24 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 needs_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM),
                                     reason=f"no Chromium at {CHROMIUM}: apt-get install chromium")
+
+
+def consume(bootstrap_servers: str, topics: list[str], expected: int, timeout_s: float = 60.0) -> list[Message]:
+    """Read `topics` from the beginning (a consumer group of its own) until `expected` messages arrived or
+    `timeout_s` passed: the messages, in arrival order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"test-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(topics)
+    received: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(received) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                received.append(message)
+    finally:
+        consumer.close()
+    return received
 
 
 def free_port() -> int:

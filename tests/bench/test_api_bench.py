@@ -67,23 +67,33 @@ def _summary(rps: float, p99_ms: float, errors: int = 0) -> dict:
     return {"rps": rps, "p99_ms": p99_ms, "errors": errors}
 
 
+SENT = {"broker": "kafka at 127.0.0.1:9092", "sent": 1000.0, "dropped": {}, "unsent": 0.0}
+
+
 def test_records_compare_the_price_endpoint_with_both_references():
     price, noop, served = _summary(900, 3.0), _summary(1000, 2.0), _summary(60, 40.0)
-    by_noop, p99, by_mlflow = records(price, noop, served, {"connections": 8})
+    by_noop, p99, by_mlflow = records(price, noop, served, {"connections": 8}, SENT)
     assert (by_noop.name, by_noop.value, by_noop.reference_value, by_noop.ratio, by_noop.meets_target) == (
         "api_price_single_rps", 900, 1000, 0.9, True)
     assert (p99.name, p99.unit, p99.value, p99.reference_value, p99.ratio, p99.meets_target) == (
         "api_price_single_p99", "ms p99", 3.0, 2.0, 1.5, True)
     assert (by_mlflow.name, by_mlflow.ratio, by_mlflow.meets_target) == (
         "api_price_single_rps_vs_mlflow_serve", 15.0, True)
-    assert by_noop.details == {"connections": 8, "price": price, "noop": noop, "mlflow_serve": served}
+    assert by_noop.details == {"connections": 8, "price": price, "noop": noop, "mlflow_serve": served,
+                               "decision_log": SENT}
+    assert by_noop.target == "ratio >= 0.8, no error answer, every decision record sent to Kafka"
 
 
-def test_records_miss_their_targets_when_slow_or_when_any_answer_failed():
-    slow = records(_summary(700, 3.1), _summary(1000, 2.0), _summary(50, 40.0), {})
+def test_records_miss_their_targets_when_slow_when_an_answer_failed_or_a_decision_record_was_not_sent():
+    slow = records(_summary(700, 3.1), _summary(1000, 2.0), _summary(50, 40.0), {}, SENT)
     assert [(r.ratio, r.meets_target) for r in slow] == [(0.7, False), (1.55, False), (14.0, False)]
-    failed = records(_summary(1000, 2.0), _summary(1000, 2.0), _summary(10, 40.0, errors=1), {})
+    failed = records(_summary(1000, 2.0), _summary(1000, 2.0), _summary(10, 40.0, errors=1), {}, SENT)
+    assert [r.meets_target for r in failed] == [True, True, False]
+    failed = records(_summary(1000, 2.0, errors=1), _summary(1000, 2.0), _summary(10, 40.0), {}, SENT)
     assert [r.meets_target for r in failed] == [False, False, False]
+    for lost in ({**SENT, "dropped": {"kafka_unavailable": 3.0}}, {**SENT, "unsent": 2.0}):
+        assert [r.meets_target for r in records(_summary(1000, 2.0), _summary(1000, 2.0), _summary(10, 40.0), {},
+                                                lost)] == [False, False, True]
 
 
 async def _serve_and_load(requests: list[bytes], connections: int) -> tuple[Sample, list[bytes]]:

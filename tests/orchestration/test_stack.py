@@ -1,19 +1,18 @@
 """Integration: the real Kafka broker and MLflow server of the native stack."""
 
 import socket
-import time
 import uuid
 
 import lightgbm as lgb
 import mlflow
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
 from mlflow import MlflowClient
 
+from lakehouse.kafka import kafka_producer, send
 from lakehouse.settings import Settings
 from orchestration.stack import Stack, StackError, kafka_cluster_id
-from tests.support import free_port
+from tests.support import consume, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +32,13 @@ def test_settings_built_during_the_session_point_at_its_broker_and_mlflow(stack)
 def test_produce_and_consume_through_the_broker(stack, settings):
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
     sent = [f"event-{i}".encode() for i in range(20)]
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = kafka_producer(settings.kafka_bootstrap_servers)
     for value in sent:
-        producer.send(topic, key=value, value=value)
-    producer.flush()
-    producer.close()
+        send(producer, topic, value, value)
+    assert producer.flush(30) == 0
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest")
-    received = []
-    deadline = time.monotonic() + 30
-    while len(received) < len(sent) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            received.extend(record.value for record in records)
-    consumer.close()
-    assert sorted(received) == sorted(sent)
+    received = consume(settings.kafka_bootstrap_servers, [topic], len(sent), timeout_s=30)
+    assert sorted((m.key(), m.value()) for m in received) == sorted((v, v) for v in sent)
 
 
 def test_log_register_and_alias_a_model_on_the_tracking_server(stack, settings):

@@ -9,33 +9,18 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.delta import read_delta
-from lakehouse.kafka import kafka_producer
+from lakehouse.kafka import kafka_producer, send
 from lakehouse.streams import DEAD_LETTER, DECISION_LOG
 from lakehouse.tables import table
 from serving.decision_log import DecisionLogger, decision_record, encode
 from serving.metrics import ServingMetrics
 from spark_jobs import silver as silver_job
 from streaming.bronze import StreamOptions, start
+from tests.support import consume
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 24, 6, 0, 0, 250000, tzinfo=UTC)
-
-
-def consume(settings, expected: int) -> list:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(DECISION_LOG.topic(settings), bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
-    try:
-        messages = []
-        for message in consumer:
-            messages.append(message)
-            if len(messages) == expected:
-                break
-        return messages
-    finally:
-        consumer.close()
 
 
 def pricing_decision(i: int, **overrides) -> dict:
@@ -49,20 +34,28 @@ def pricing_decision(i: int, **overrides) -> dict:
         "latency_ms": 1.5 * i, **overrides})
 
 
-def test_decision_records_reach_the_topic_keyed_by_decision_id(own_settings, stack):
+def test_decision_records_reach_the_topic_keyed_by_decision_id_and_each_refusal_is_counted(own_settings, stack):
     metrics = ServingMetrics()
     logger = DecisionLogger(own_settings, metrics).start()
     records = [pricing_decision(i) for i in range(5)]
+    unserializable = pricing_decision(5, request={"x": object()})
+    too_large = pricing_decision(6, response={"blob": "x" * 2_000_000})  # over Kafka's 1 MB message limit
 
-    for record in records:
+    for record in (*records[:2], unserializable, *records[2:], too_large):
         logger.log(record)
     logger.close()
 
-    messages = consume(own_settings, 5)
-    assert sorted((m.key.decode(), json.loads(m.value)) for m in messages) == sorted(
+    messages = consume(own_settings.kafka_bootstrap_servers, [DECISION_LOG.topic(own_settings)], 5)
+    assert sorted((m.key().decode(), json.loads(m.value())) for m in messages) == sorted(
         (r["decision_id"], json.loads(encode(r))) for r in records)
-    assert metrics.registry.get_sample_value("lakehouse_decision_log_sent_total") == 5
-    assert metrics.registry.get_sample_value("lakehouse_decision_log_dropped_total", {"reason": "kafka_error"}) is None
+    order = [r["decision_id"] for r in records]
+    for partition in {m.partition() for m in messages}:  # in the order logged, within each partition
+        keys = [m.key().decode() for m in sorted(messages, key=lambda m: m.offset()) if m.partition() == partition]
+        assert keys == sorted(keys, key=order.index)
+    count = metrics.registry.get_sample_value
+    assert (count("lakehouse_decision_log_sent_total"),
+            count("lakehouse_decision_log_dropped_total", {"reason": "unserializable"}),
+            count("lakehouse_decision_log_dropped_total", {"reason": "kafka_error"})) == (5, 1, 1)
 
 
 def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_settings, stack, monkeypatch):
@@ -77,9 +70,8 @@ def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_s
     logger.close()
     # A message without its decision_id, as a broken producer would send it: a dead letter.
     producer = kafka_producer(own_settings.kafka_bootstrap_servers)
-    producer.send(DECISION_LOG.topic(own_settings), json.dumps({"endpoint": "pricing"}).encode())
-    producer.flush()
-    producer.close()
+    send(producer, DECISION_LOG.topic(own_settings), json.dumps({"endpoint": "pricing"}).encode())
+    assert producer.flush(30) == 0
 
     [query] = start(spark, own_settings, [DECISION_LOG], StreamOptions("1 second", None, trigger="available-now"))
     assert query.awaitTermination(180) and query.exception() is None

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pyspark.sql import functions as F
 
 from lakehouse.delta import read_delta
-from lakehouse.kafka import kafka_producer
+from lakehouse.kafka import kafka_producer, send
 from lakehouse.settings import Settings
 from lakehouse.streams import DEAD_LETTER, MARKET_STREAM
 from lakehouse.tables import table
@@ -43,13 +43,9 @@ def lake(simulated_lake):
 
 def _send(settings: Settings, messages: list[dict]) -> None:
     producer = kafka_producer(settings.kafka_bootstrap_servers)
-    try:
-        for message in messages:
-            producer.send(MARKET_STREAM.topic(settings), key=message["sku"].encode(),
-                          value=json.dumps(message).encode())
-        producer.flush()
-    finally:
-        producer.close()
+    for message in messages:
+        send(producer, MARKET_STREAM.topic(settings), json.dumps(message).encode(), message["sku"].encode())
+    assert producer.flush(60) == 0
 
 
 def _land(spark, settings: Settings) -> None:

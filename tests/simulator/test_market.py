@@ -4,14 +4,12 @@ and a sender that produces every observation and records its truth."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer
 from pyspark.sql.types import DoubleType, StringType, TimestampType
 
 from lakehouse.schemas.landing import MARKET_PRICES
@@ -28,6 +26,7 @@ from simulator.market import (
 from simulator.shocks import live_day, scripted_shocks, top_skus
 from simulator.truth import MARKET_MESSAGES_FILE, MODEL_FILE, ORACLE_PATH_FILE, SHOCKS_FILE, model_description
 from simulator.world import World
+from tests.support import consume
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CONFIG = SimConfig(seed=5, skus=100, days=5)
@@ -117,24 +116,21 @@ def _epoch_ms(times: pd.Series) -> list[int]:
 
 
 class FakeProducer:
-    """kafka-python's send / flush / close, acknowledging at once with partition 0 and growing offsets."""
+    """confluent-kafka's produce / poll / flush, acknowledging at once with partition 0 and growing offsets."""
 
     def __init__(self):
         self.sent: list[tuple[str, bytes, bytes, int]] = []
 
-    def send(self, topic, key=None, value=None, timestamp_ms=None):
-        self.sent.append((topic, key, value, timestamp_ms))
-        return self
+    def produce(self, topic, value=None, key=None, on_delivery=None, timestamp=0):
+        self.sent.append((topic, key, value, timestamp))
+        offset = len(self.sent) - 1
+        on_delivery(None, type("Message", (), {"partition": lambda self: 0, "offset": lambda self: offset})())
 
-    def add_callback(self, fn):
-        fn(type("RecordMetadata", (), {"partition": 0, "offset": len(self.sent) - 1})())
-        return self
+    def poll(self, timeout):
+        return 0
 
-    def add_errback(self, fn):
-        return self
-
-    def flush(self):
-        pass
+    def flush(self, timeout=None):
+        return 0
 
 
 @pytest.fixture
@@ -201,20 +197,10 @@ def test_the_live_market_reaches_kafka_keyed_by_sku_with_its_truth(stack, lake, 
                                              "minutes": 0.02}])
     result = run(lake, 3.0, shocks, start=start, per_second=10.0, seed=1)
     truth = pd.read_parquet(result.messages_path)
-    consumer = KafkaConsumer(MARKET_STREAM.topic(lake), bootstrap_servers=lake.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
-    try:
-        received = []
-        deadline = time.monotonic() + 60
-        for record in consumer:
-            received.append(record)
-            if len(received) == len(truth) or time.monotonic() > deadline:
-                break
-    finally:
-        consumer.close()
-    got = pd.DataFrame({"partition": [r.partition for r in received], "offset": [r.offset for r in received],
-                        "key": [r.key.decode() for r in received], "value": [json.loads(r.value) for r in received],
-                        "timestamp": [r.timestamp for r in received]}).sort_values(["partition", "offset"])
+    received = consume(lake.kafka_bootstrap_servers, [MARKET_STREAM.topic(lake)], len(truth))
+    got = pd.DataFrame({"partition": [r.partition() for r in received], "offset": [r.offset() for r in received],
+                        "key": [r.key().decode() for r in received], "value": [json.loads(r.value()) for r in received],
+                        "timestamp": [r.timestamp()[1] for r in received]}).sort_values(["partition", "offset"])
     want = truth.sort_values(["partition", "offset"])
     assert got[["partition", "offset", "key"]].values.tolist() == \
         want[["partition", "offset", "key"]].astype(object).values.tolist()

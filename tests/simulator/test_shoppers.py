@@ -18,6 +18,7 @@ from simulator.shocks import market_state, scripted_shocks, top_skus
 from simulator.shoppers import PriceApi, ShopperError, behave, run, shop
 from simulator.truth import MODEL_FILE, model_description
 from simulator.world import World
+from tests.support import consume
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +161,16 @@ def test_a_demand_surge_multiplies_the_views_of_its_category(world):
 
 
 class NullProducer:
-    """Accepts and forgets every message (kafka-python's send / add_errback / flush / close)."""
+    """Accepts and forgets every message (confluent-kafka's produce / poll / flush / close)."""
 
-    def send(self, *args, **kwargs):
-        return self
-
-    def add_errback(self, fn):
-        return self
-
-    def flush(self):
+    def produce(self, *args, **kwargs):
         pass
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout=None):
+        return 0
 
     def close(self):
         pass
@@ -202,7 +203,6 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
 
     import pandas as pd
     from fastapi.testclient import TestClient
-    from kafka import KafkaConsumer
 
     lake = simulated_lake[0].model_copy(update={"kafka_topic_prefix": f"test-{uuid.uuid4().hex[:8]}"})
     with TestClient(create_app(lake)) as client:  # an httpx client on the app's ASGI interface
@@ -216,17 +216,9 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     assert result.sessions == 15 and len(truth) == result.decisions
     assert set(truth["variant"]) <= {"model", "live", "rule_based"}
     assert truth["experiment"].eq("pricing_model_vs_rules").all()
-    consumer = KafkaConsumer(*(s.topic(lake) for s in SHOPPER_STREAMS.values()),
-                             bootstrap_servers=lake.kafka_bootstrap_servers, auto_offset_reset="earliest",
-                             consumer_timeout_ms=20_000)
-    try:
-        received = []
-        for message in consumer:
-            received.append((message.topic, json.loads(message.value)))
-            if len(received) == result.events + result.order_lines:
-                break
-    finally:
-        consumer.close()
+    received = [(m.topic(), json.loads(m.value())) for m in consume(
+        lake.kafka_bootstrap_servers, [s.topic(lake) for s in SHOPPER_STREAMS.values()],
+        result.events + result.order_lines)]
     events = [value for topic, value in received if topic == SHOPPER_STREAMS["clickstream"].topic(lake)]
     lines = [value for topic, value in received if topic == SHOPPER_STREAMS["transactions"].topic(lake)]
     assert sorted(e["event_id"] for e in events + lines) == sorted(result.event_ids)
