@@ -59,15 +59,7 @@ logs: ## tail the services' logs
 	docker compose logs -f --tail 50
 else
 up: $(INSTALLED) $(JARS)
-	@$(LAKEHOUSE) stack up
-	@$(LAKEHOUSE) bootstrap
-	@$(LAKEHOUSE) stack status
-	@echo
-	@$(LAKEHOUSE) api-ready
-	@echo "  MLflow UI        http://127.0.0.1:5000"
-	@echo "  Kafka broker     127.0.0.1:9092"
-	@echo "  tables           $(LAKEHOUSE) tables"
-	@echo "  stop             make down"
+	@$(LAKEHOUSE) up
 down:
 	@if [ -x $(LAKEHOUSE) ]; then $(LAKEHOUSE) stack down; fi
 status: $(INSTALLED)

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         return self.state_dir / "logs"
 
     @property
+    def bootstrap_marker(self) -> Path:
+        """Written once the first `make up` simulated the default data set and ran the pipeline."""
+        return self.state_dir / "bootstrap.json"
+
+    @property
     def run_dir(self) -> Path:
         """Pid files of the native stack."""
         return self.state_dir / "run"

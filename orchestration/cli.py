@@ -8,32 +8,35 @@ import json
 import logging
 import sys
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
-import httpx
-
-from lakehouse.log import configure_logging
-from lakehouse.quality import QualityGateError
-from lakehouse.settings import get_settings
-from lakehouse.spark import get_spark
-from lakehouse.tables import registry_as_json
-from orchestration.runner import PipelineError, bootstrap, run_pipeline, select_steps
+# Only light modules here: a command imports what only it runs (Spark, the jobs, the API's modules) inside its
+# function, because `make up` on a built lake must answer in seconds and those imports take seconds on 2 cores.
+from lakehouse.log import configure_logging, stage
+from lakehouse.settings import Settings, get_settings
 from orchestration.stack import Stack, StackError
 from orchestration.steps import RETRIES, STEP_ORDER, STEPS, step
-from serving.gateway import KeyStore, KeyStoreError, initial_key_file, keys_file
+
+log = logging.getLogger(__name__)
 
 
 def _stack(args: argparse.Namespace) -> int:
     stack = Stack(get_settings(), only=args.services or None)
     try:
         if args.action == "up":
-            stack.up()
+            with stage(log, "start") as done:
+                stack.up()
+                done["summary"] = f"{', '.join(s.name for s in stack.services)} healthy"
         elif args.action == "down":
-            stack.down()
+            with stage(log, "stop") as done:
+                stopped = stack.down()
+                done["summary"] = f"stopped {', '.join(stopped)}" if stopped else "nothing was running"
         elif args.action == "logs":
             stack.tail_logs(follow=args.follow)
-    except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except StackError:
+        return 1  # the stage's line said why
     if args.action == "status":
         rows = stack.status()
         for row in rows:
@@ -44,40 +47,113 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_ready(args: argparse.Namespace) -> int:
-    """Wait for the API's /readyz, then print its address, the key file and a request to paste."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise here
+def _up(args: argparse.Namespace) -> int:
+    """`make up`: the services, the lake (simulated and built on the first run), the API ready, then the
+    streaming driver started in the background; prints where everything is and a request to paste."""
     settings = get_settings()
-    url = f"http://{settings.api_host}:{settings.api_port}"
-    deadline, answer = time.monotonic() + args.wait, None
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(f"{url}/readyz", timeout=2)
-            if answer.status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    if answer is None or answer.status_code != 200:
-        missing = answer.json().get("missing") if answer is not None else "no answer"
-        print(f"error: the API at {url} is not ready after {args.wait:g} s ({missing}); see `make logs`",
-              file=sys.stderr)
-        return 1
-    key_file = initial_key_file(settings)
-    print(f"  API              {url}/docs (ready: models and features loaded)")
-    print(f"  API key          {key_file}" if key_file.exists() else
-          "  API key          create one with: .venv/bin/lakehouse api-key create --name me")
-    print(f"""  try              curl -s -X POST {url}/v1/prices -H "X-API-Key: $(cat {key_file})" \\
-                        -H 'content-type: application/json' -d '{{"sku": "SKU-001362"}}'""")
+    bootstrapped = settings.bootstrap_marker.exists()
+
+    def stack(*names: str) -> Stack:
+        return Stack(settings, only=list(names))
+
+    # The order is measured on 2 cores. On a built lake the API's readiness waits for MLflow (it loads its models
+    # from there), whose start is the longest: both start first, and Kafka, whose JVM would slow them, once MLflow
+    # answers. On the first run the pipeline needs Kafka and MLflow; the API starts once it registered the models.
+    # The streaming driver's JVM comes last, not waited for.
+    try:
+        with stage(log, "services") as done:
+            if bootstrapped:
+                stack("mlflow", "serving").start()
+                stack("mlflow").wait_healthy()
+                stack("kafka").up()
+                stack("serving").wait_healthy()
+                done["summary"] = "mlflow, serving, kafka healthy"
+            else:
+                stack("kafka", "mlflow").up()
+                done["summary"] = "kafka, mlflow healthy"
+        if not bootstrapped and not _bootstrap(settings):
+            return 1
+        with stage(log, "api") as done:
+            stack("serving").up()
+            _wait_api_ready(settings, args.wait)
+            done["summary"] = "ready: models and features loaded"
+        stack("streaming").start()
+    except StackError:
+        return 1  # the failed stage's line said what, and where to read more
+    _print_where(settings)
     return 0
 
 
+def _bootstrap(settings: Settings) -> bool:
+    """The first run's simulation and pipeline; False when a step failed (its line said why)."""
+    from lakehouse.spark import get_spark
+    from orchestration.runner import PipelineError, bootstrap
+
+    try:
+        bootstrap(settings, lambda: get_spark("bootstrap", settings))
+    except PipelineError:
+        return False
+    return True
+
+
+def _wait_api_ready(settings: Settings, timeout_s: float) -> None:
+    """Poll the API's /readyz until its models and features are loaded; StackError says what is missing."""
+    url, missing = f"{_api_url(settings)}/readyz", "no answer"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError as answer:
+            missing = json.loads(answer.read() or b"{}").get("missing", answer.code)
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise StackError(f"the API at {url} is not ready after {timeout_s:g} s ({missing}); "
+                     f"read {settings.logs_dir / 'serving.log'}")
+
+
+def _api_url(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+def _print_where(settings: Settings) -> None:
+    from serving.gateway import initial_key_file
+
+    url, key_file = _api_url(settings), initial_key_file(settings)
+    cli = _shown(Path(sys.argv[0]))
+    print(f"""
+  API              {url}/docs
+  API key          {key_file if key_file.exists() else f"create one with: {cli} api-key create --name me"}
+  try              curl -s -X POST {url}/v1/prices -H "X-API-Key: $(cat {key_file})" \\
+                        -H 'content-type: application/json' -d '{{"sku": "SKU-001362"}}'
+  MLflow UI        {settings.mlflow_tracking_uri}
+  Kafka broker     {settings.kafka_bootstrap_servers}
+  streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy
+  tables           {cli} tables
+  status, stop     make status, make down""")
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working folder when it is below it (`.venv/bin/lakehouse`)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _tables(args: argparse.Namespace) -> int:
+    from lakehouse.tables import registry_as_json
+
     print(json.dumps(registry_as_json(get_settings(), layer=args.layer), indent=2))
     return 0
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    from lakehouse.quality import QualityGateError
+    from lakehouse.spark import get_spark
+    from orchestration.runner import PipelineError, bootstrap, run_pipeline, select_steps
+
     settings = get_settings()
     if args.command == "bootstrap":
         bootstrap(settings, lambda: get_spark("bootstrap", settings))
@@ -88,19 +164,17 @@ def _pipeline(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
-        summary = run_pipeline(get_spark("pipeline", settings), settings, steps, retries=args.retries)
-    except PipelineError as failure:
-        for name, outcome in failure.run.steps.items():
-            print(f"{name:<10} {outcome['status']}: {outcome.get('result') or outcome.get('error')}")
-        print(f"error: {failure}", file=sys.stderr)
+        run_pipeline(get_spark("pipeline", settings), settings, steps, retries=args.retries)
+    except PipelineError as failure:  # each step's line, and the failed one's error, are on the console
         return 2 if isinstance(failure.error, QualityGateError) else 1
-    for name, result in summary.items():
-        print(f"{name:<10} {result}")
     return 0
 
 
 def _step(args: argparse.Namespace) -> int:
     """Run one step of the registry once (no retries), with its options from the command line."""
+    from lakehouse.quality import QualityGateError
+    from lakehouse.spark import get_spark
+
     declared = step(args.command)
     options = {argument.dest: getattr(args, argument.dest) for argument in declared.arguments}
     settings = get_settings()
@@ -116,6 +190,8 @@ def _step(args: argparse.Namespace) -> int:
 
 
 def _api_key(args: argparse.Namespace) -> int:
+    from serving.gateway import KeyStore, KeyStoreError, keys_file
+
     store = KeyStore(keys_file(get_settings()))
     try:
         if args.action == "create":
@@ -136,8 +212,6 @@ def _api_key(args: argparse.Namespace) -> int:
 
 
 def _job(name: str):
-    # The readout and the demo import MLflow, the simulator and plotting (seconds): only when they run, so
-    # that `lakehouse --help` and the light commands answer at once.
     return importlib.import_module(f"spark_jobs.{name}")
 
 
@@ -153,11 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     stack.set_defaults(run=_stack)
 
-    api = commands.add_parser("api-ready", help="wait until the API is ready and print how to call it",
-                              description="Poll the API's /readyz until the models and features are loaded, then "
-                                          "print its address, the key file and a curl example.")
-    api.add_argument("--wait", type=float, default=180.0, help="seconds to wait (default 180)")
-    api.set_defaults(run=_api_ready)
+    up = commands.add_parser(
+        "up", help="start the stack, build the lake on the first run, wait for the API, print how to call it",
+        description="What `make up` runs: start Kafka, MLflow and the API (the first run simulates the default "
+                    "market and runs the pipeline before the API starts), wait until the API's models and "
+                    "features are loaded, start the streaming driver in the background (`lakehouse stack "
+                    "status` shows when it is healthy), then print the addresses, the API key file and a "
+                    "request to paste. Does only what is missing: a second run returns in seconds.")
+    up.add_argument("--wait", type=float, default=180.0,
+                    help="seconds to wait for the API's models and features (default 180)")
+    up.set_defaults(run=_up)
 
     tables = commands.add_parser("tables", help="list the table registry as JSON",
                                  description="Print every table: name, layer, location, partitions, owner.")
@@ -222,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
-    return args.run(args)
+    configure_logging(f"{args.command}.log", get_settings())
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the running stage's line said so; no traceback for a person
 
 
 if __name__ == "__main__":

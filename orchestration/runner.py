@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
+from lakehouse.log import stage
 from lakehouse.quality import QualityGateError
 from lakehouse.settings import Settings
 from orchestration.steps import STEP_ORDER, step
@@ -86,30 +87,30 @@ def _attempt(name: str, spark: SparkSession, settings: Settings, retries: int | 
 def run_pipeline(spark: SparkSession, settings: Settings, steps: list[str] | None = None,
                  retries: int | None = None, delay_s: float | None = None) -> dict[str, str]:
     """Run `steps` (default all) in DAG order; `retries` and `delay_s` override every step's policy. Returns
-    each step's summary. A step failing after its retries
-    stops the run with PipelineError; the run summary is logged and written either way."""
-    names, run, started = steps or list(STEP_ORDER), PipelineRun(), time.monotonic()
-    try:
-        for number, name in enumerate(names, start=1):
-            progress = f"{number}/{len(names)}"
-            log.info("step started", extra={"step": name, "progress": progress, "run_id": run.run_id})
-            step_started = time.monotonic()
-            try:
-                result, attempts = _attempt(name, spark, settings, retries, delay_s)
-            except Exception as error:
-                run.steps[name] = {"status": "failed", "error": str(error),
-                                   "seconds": round(time.monotonic() - step_started, 1)}
-                run.status = "failed"
-                raise PipelineError(name, run, error) from error
-            run.steps[name] = {"status": "done", "result": result, "attempts": attempts,
-                               "seconds": round(time.monotonic() - step_started, 1)}
-            log.info("step done", extra={"step": name, "progress": progress, **run.steps[name]})
-        run.status = "done"
-    finally:
-        folder = settings.state_dir / "pipeline_runs"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{run.run_id}.json").write_text(json.dumps(run.as_json(), indent=2) + "\n")
-        log.info("pipeline " + run.status, extra={"seconds": round(time.monotonic() - started, 1), **run.as_json()})
+    each step's summary. A step failing after its retries stops the run with PipelineError; the run summary is
+    logged and written either way. Each step is a stage of the console view (lakehouse.log), the run another."""
+    names, run = steps or list(STEP_ORDER), PipelineRun()
+    summary_file = settings.state_dir / "pipeline_runs" / f"{run.run_id}.json"
+    with stage(log, "pipeline", run_id=run.run_id) as whole:
+        try:
+            for number, name in enumerate(names, start=1):
+                started = time.monotonic()
+                try:
+                    with stage(log, name, progress=f"{number}/{len(names)}", step=name, run_id=run.run_id) as done:
+                        result, attempts = _attempt(name, spark, settings, retries, delay_s)
+                        done.update(summary=result, attempts=attempts)
+                except Exception as error:
+                    run.steps[name] = {"status": "failed", "error": str(error),
+                                       "seconds": round(time.monotonic() - started, 1)}
+                    run.status = "failed"
+                    raise PipelineError(name, run, error) from error
+                run.steps[name] = {"status": "done", "result": result, "attempts": attempts,
+                                   "seconds": round(time.monotonic() - started, 1)}
+            run.status = "done"
+        finally:
+            summary_file.parent.mkdir(parents=True, exist_ok=True)
+            summary_file.write_text(json.dumps(run.as_json(), indent=2) + "\n")
+            whole.update(summary=f"{len(run.steps)} steps, run summary in {summary_file}", **run.as_json())
     return {name: outcome["result"] for name, outcome in run.steps.items()}
 
 
@@ -118,14 +119,15 @@ def bootstrap(settings: Settings, spark_factory: Callable[[], SparkSession]) -> 
 
     A marker file makes later calls return at once (False), so `make up` stays fast once bootstrapped.
     """
-    marker = settings.state_dir / "bootstrap.json"
+    marker = settings.bootstrap_marker
     if marker.exists():
         log.info("already bootstrapped", extra={"marker": str(marker)})
         return False
     if not any(settings.landing_dir.glob("*/ingest_date=*")):
         config = SimConfig()
-        log.info("simulating the default data set", extra={"landing": str(settings.landing_dir), **config.to_json()})
-        generate(config, settings.landing_dir, settings.truth_dir)
+        with stage(log, "simulate", landing=str(settings.landing_dir), **config.to_json()) as done:
+            generate(config, settings.landing_dir, settings.truth_dir)
+            done["summary"] = f"the default market ({config.skus} SKUs, {config.days} days) in {settings.landing_dir}"
     summary = run_pipeline(spark_factory(), settings)
     marker.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "pipeline": summary}, indent=2) + "\n")
     return True

@@ -258,13 +258,15 @@ class Stack:
                 return
             if self.pid(service) is None:
                 raise StackError(f"{service.name} exited during start-up; read {self.log_file(service)}")
-            time.sleep(0.5)
+            time.sleep(0.25)
         raise StackError(
             f"{service.name} not healthy after {self.settings.health_timeout_s:.0f} s; "
             f"read {self.log_file(service)}"
         )
 
-    def down(self) -> None:
+    def down(self) -> list[str]:
+        """Stop the running services, last started first; returns their names."""
+        stopped = []
         for service in reversed(self.services):
             pid = self.pid(service)
             if pid is None:
@@ -272,6 +274,8 @@ class Stack:
             _stop_group(pid)
             self.pid_file(service).unlink(missing_ok=True)
             log.info("stopped", extra={"service": service.name, "pid": pid})
+            stopped.append(service.name)
+        return stopped
 
     def status(self) -> list[dict]:
         return [

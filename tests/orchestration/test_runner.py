@@ -1,9 +1,11 @@
 """The native DAG runner: step selection, retries, the run summary and the CLI's exit codes."""
 
 import json
+import re
 
 import pytest
 
+import lakehouse.spark
 from lakehouse.quality import QualityGateError
 from orchestration import cli
 from orchestration import runner as pipeline
@@ -60,13 +62,37 @@ def test_a_step_failing_after_its_retries_stops_the_run(fake_steps, settings, tm
     assert {name: s["status"] for name, s in failed.value.run.steps.items()} == {"silver": "done", "gold": "failed"}
 
 
-def test_a_failed_quality_gate_is_not_retried_and_exits_2(fake_steps, settings, tmp_path, monkeypatch, capsys):
+def _seconds_zeroed(text: str) -> list[str]:
+    """The lines with every stage's seconds (a 6-wide field) as 0.0."""
+    return [re.sub(r"[ \d]{4}\.\d s", "   0.0 s", line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def cli_on_own_state(settings, tmp_path, monkeypatch, cli_logging):
+    own = settings.model_copy(update={"state_dir": tmp_path})
+    monkeypatch.setattr(cli, "get_settings", lambda: own)
+    monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: None)
+    monkeypatch.chdir(tmp_path)
+    return own
+
+
+def test_make_pipeline_shows_a_line_per_step_and_one_for_the_run(fake_steps, cli_on_own_state, capsys):
+    assert cli.main(["pipeline", "--step", "score", "--step", "gold"]) == 0
+    [summary] = (cli_on_own_state.state_dir / "pipeline_runs").glob("*.json")
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert _seconds_zeroed(out.err) == ["  1/2 gold          0.0 s  gold ok",
+                                        "  2/2 score         0.0 s  score ok",
+                                        f"      pipeline      0.0 s  2 steps, run summary in {summary}"]
+
+
+def test_a_failed_quality_gate_is_not_retried_and_exits_2(fake_steps, cli_on_own_state, capsys):
     calls, failures = fake_steps
     failures["silver"] = [QualityGateError([])]
-    monkeypatch.setattr(cli, "get_settings", lambda: settings.model_copy(update={"state_dir": tmp_path}))
-    monkeypatch.setattr(cli, "get_spark", lambda *args: None)
     assert cli.main(["pipeline", "--from", "silver"]) == 2
     assert calls == ["silver"]
     out = capsys.readouterr()
-    assert "silver     failed: quality gate failed" in out.out
-    assert "error: step 'silver' failed" in out.err
+    assert out.out == ""
+    assert _seconds_zeroed(out.err) == [
+        "  1/7 silver        0.0 s  failed: quality gate failed:  (log: logs/pipeline.log)",
+        "      pipeline      0.0 s  failed: step 'silver' failed: quality gate failed:  (log: logs/pipeline.log)"]
