@@ -8,6 +8,7 @@ environment variables as docker-compose.yml.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import signal
@@ -47,9 +48,13 @@ def _kafka_service(settings: Settings) -> Service:
     host, port = settings.kafka_host_port
     home = settings.state_dir / "kafka"
     properties = home / "server.properties"
+    archive = _class_archive(settings, home)
 
     def prepare() -> None:
         home.mkdir(parents=True, exist_ok=True)
+        for stale in home.glob("classes-*.jsa"):
+            if stale != archive:
+                stale.unlink()  # of other jars
         properties.write_text(_kafka_properties(settings, home / "data"))
         if not (home / "data" / "meta.properties").exists():
             # KRaft refuses to start on unformatted storage; format once with a fresh cluster id.
@@ -63,9 +68,12 @@ def _kafka_service(settings: Settings) -> Service:
             if formatted.returncode != 0:
                 raise StackError(f"kafka: formatting {home / 'data'} failed: {formatted.stderr.strip()}")
 
+    # Class data sharing: the JVM maps the classes an earlier broker archived at its exit instead of loading and
+    # verifying them again, about half the broker's start-up CPU, which the other services start on meanwhile.
+    sharing = f"-XX:SharedArchiveFile={archive}" if archive.exists() else f"-XX:ArchiveClassesAtExit={archive}"
     return Service(
         name="kafka",
-        command=[*_java_command(settings), "-Xms256m", "-Xmx768m",
+        command=[*_java_command(settings), sharing, "-Xms256m", "-Xmx768m",
                  f"-Dlog4j2.configurationFile={REPO_ROOT / 'infra' / 'kafka' / 'log4j2.properties'}",
                  "kafka.Kafka", str(properties)],
         port=port,
@@ -81,6 +89,12 @@ def kafka_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def _class_archive(settings: Settings, home: Path) -> Path:
+    """The broker's class data sharing archive, named after its jars: other jars write another one."""
+    jars = sorted(f"{jar.name}:{jar.stat().st_size}" for jar in (settings.jars_dir / "kafka").glob("*.jar"))
+    return home / f"classes-{hashlib.sha256(' '.join(jars).encode()).hexdigest()[:12]}.jsa"
 
 
 def _java_command(settings: Settings) -> list[str]:
