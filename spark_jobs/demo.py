@@ -11,7 +11,6 @@ run and the status page.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -21,6 +20,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.delta import delta_exists, read_delta
+from lakehouse.health import heartbeat_fresh
+from lakehouse.log import stage
 from lakehouse.settings import Settings, get_settings
 from lakehouse.spark import get_spark
 from lakehouse.tables import table
@@ -99,30 +100,54 @@ def preflight(settings: Settings, experiment_name: str) -> Experiment:
     return experiment
 
 
+def wait_for_streaming(settings: Settings, timeout_s: float) -> None:
+    """Wait for the streaming driver's heartbeat: the live features and the landing of the shoppers' events need
+    it, and `make up` returns while it is still starting."""
+    deadline = time.monotonic() + timeout_s
+    while not heartbeat_fresh(settings):
+        if time.monotonic() > deadline:
+            raise DemoError(f"no heartbeat from the streaming driver in {timeout_s:.0f} s: is it running (make "
+                            "status; make up starts it)?")
+        time.sleep(1.0)
+
+
 def api_url(settings: Settings) -> str:
     return f"http://{settings.api_host}:{settings.api_port}"
 
 
 def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, minutes: float, sessions_per_s: float,
              landing_timeout_s: float = 600.0) -> str:
-    """The whole loop (module docstring) for an experiment that passed `preflight`; returns the report."""
+    """The whole loop (module docstring) for an experiment that passed `preflight`, a console stage per part;
+    returns the report."""
     started = datetime.now(UTC)
     shocks = scripted_shocks(sim_truth.load(settings.truth_dir).world, started)
-    live_market = market.MarketThread(settings, minutes * 60, shocks, started)
-    live_market.start()
-    shopped = shoppers.run(settings, minutes * 60, sessions_per_s, shocks=shocks)
-    observed = live_market.join_result()
+    with stage(log, "shoppers", expected_s=minutes * 60) as done:
+        live_market = market.MarketThread(settings, minutes * 60, shocks, started)
+        live_market.start()
+        shopped = shoppers.run(settings, minutes * 60, sessions_per_s, shocks=shocks)
+        observed = live_market.join_result()
+        done["summary"] = (f"{shopped.sessions} sessions, {shopped.decisions} price decisions, "
+                           f"{observed.messages} competitor prices")
     truth = pd.read_parquet(shopped.truth_path)
-    landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(), landing_timeout_s)
-    # Promotion leaves stream rows younger than its grace period for the next run: wait it out.
-    time.sleep(max(0.0, (landed_at + silver.STREAM_GRACE - datetime.now(UTC)).total_seconds() + 1))
-    silver.run(spark, settings, sources=["transactions", "clickstream", "decisions"])
-    result = readout.run(spark, settings, experiment.name, since=started)
+    with stage(log, "landing") as done:
+        landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(),
+                                      landing_timeout_s)
+        done["summary"] = "every event and decision is in the bronze stream tables"
+    with stage(log, "silver") as done:
+        # Promotion leaves stream rows younger than its grace period for the next run: wait it out.
+        time.sleep(max(0.0, (landed_at + silver.STREAM_GRACE - datetime.now(UTC)).total_seconds() + 1))
+        promoted = silver.run(spark, settings, sources=["transactions", "clickstream", "decisions"])
+        done["summary"] = f"{sum(r.promoted for r in promoted)} rows promoted"
+    with stage(log, "readout") as done:
+        result = readout.run(spark, settings, experiment.name, since=started)
+        done["summary"] = f"experiment {experiment.name}, control {result.control}"
     control = result.control
     ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
     lifts = true_lifts(true_values(ours), control).set_index(["metric", "variant"])["true_lift"].to_dict()
     # A monitoring run, so that the status page shows this readout (and the API's latency under the shoppers).
-    monitored = run_monitor(spark, settings)
+    with stage(log, "monitor") as done:
+        monitored = run_monitor(spark, settings)
+        done["summary"] = monitored.summary()
     report = "\n".join([
         f"Demo: {shopped.sessions} sessions, {shopped.decisions} price decisions, {shopped.events} events, "
         f"{shopped.order_lines} order lines in {minutes:g} min; experiment {experiment.name} (control {control})",
@@ -139,9 +164,14 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
 def main(args) -> int:
     settings = get_settings()
     try:
-        experiment = preflight(settings, args.experiment or DEFAULT_EXPERIMENT)  # before Spark's start-up: fail fast
-        print(run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s))
-    except (DemoError, readout.ReadoutError, shoppers.ShopperError, ProduceError) as err:
-        print(f"demo: {err}", file=sys.stderr)
-        return 1
+        with stage(log, "preflight") as done:  # before Spark's start-up: fail fast
+            experiment = preflight(settings, args.experiment or DEFAULT_EXPERIMENT)
+            done["summary"] = f"the API answers; experiment {experiment.name}"
+        with stage(log, "streaming") as done:
+            wait_for_streaming(settings, settings.health_timeout_s)
+            done["summary"] = "the streaming driver is up"
+        report = run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s)
+    except (DemoError, readout.ReadoutError, shoppers.ShopperError, ProduceError):
+        return 1  # its stage's line said why
+    print(report)
     return 0

@@ -5,6 +5,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
+from lakehouse.health import heartbeat_file
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from readout.frames import readout_rows
@@ -69,3 +70,12 @@ def test_the_demo_waits_until_every_sent_event_and_decision_landed(spark, settin
     assert landed == at.replace(tzinfo=demo.UTC)
     with pytest.raises(demo.DemoError, match=r"hold \{'events': 3, 'decisions': 1\} of \{'events': 4"):
         demo.wait_until_landed(spark, lake, ("e1", "e2", "t1", "missing"), ["d1"], timeout_s=0)
+
+
+def test_the_demo_waits_for_the_streaming_driver_make_up_left_starting(tmp_path):
+    lake = Settings(state_dir=tmp_path)
+    with pytest.raises(demo.DemoError, match=r"no heartbeat from the streaming driver in 0 s: is it running"):
+        demo.wait_for_streaming(lake, timeout_s=0)
+    heartbeat_file(lake).parent.mkdir(parents=True)
+    heartbeat_file(lake).write_text("{}")
+    demo.wait_for_streaming(lake, timeout_s=0)  # a fresh heartbeat: returns at once
