@@ -18,6 +18,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.utils.logging_utils import disable_logging
 
 from lakehouse.versions import locked
 from training.demand import DemandModel
@@ -53,8 +54,17 @@ class ShippingPyfunc(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"expected_cost_usd": self.model.expected_cost(model_input)})
 
 
+def _not_the_pickle_advice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Passing a Python object as `python_model`")
+
+
 def log_and_register(name: str, model: DemandModel | ShippingModel, input_example: pd.DataFrame) -> str:
     """Log the model to the active run with signature and input example, register it; returns the version."""
+    # MLflow prints "Registered model ... already exists" and "Created version ..." to stderr past logging (the
+    # train step's summary names the version), and advises at every call that a `python_model` object is
+    # pickled: ours are this repository's classes, loaded only by its own API and jobs.
+    disable_logging()
+    logging.getLogger("mlflow.pyfunc").addFilter(_not_the_pickle_advice)
     pyfunc = DemandPyfunc(model) if isinstance(model, DemandModel) else ShippingPyfunc(model)
     output = pyfunc.predict(None, input_example)
     info = mlflow.pyfunc.log_model(

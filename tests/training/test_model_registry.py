@@ -32,6 +32,16 @@ def _aliases(client, name):
 HOLDOUT = "parcels seed 2"
 
 
+def test_registering_a_model_prints_nothing(tracking, capfd, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # as configure_logging sets it
+    model = shipping.fit(parcels(300, seed=1), rounds=5)
+    capfd.readouterr()
+    with mlflow.start_run():  # the second registration of a name: "already exists", "Created version 2"
+        versions = [registry.log_and_register("shipping-quiet-test", model, parcels(3, seed=9)) for _ in range(2)]
+    assert versions == ["1", "2"]
+    assert capfd.readouterr() == ("", "")
+
+
 def test_promotion_moves_champion_only_to_a_better_challenger_and_only_once(tracking):
     name = "shipping-promotion-test"
     good = shipping.fit(parcels(3000, seed=1), rounds=60)
