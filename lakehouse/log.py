@@ -102,18 +102,17 @@ class ConsoleHandler(StderrHandler):
             self.handleError(record)
 
     def line(self, record: logging.LogRecord) -> str:
-        """The record as the person reads it (one line)."""
+        """The record as the person reads it: one line (the file has the rest)."""
         event = getattr(record, "stage_event", None)
         if event is not None:
             head = f"{getattr(record, 'progress', '') or '':>5} {record.stage:<10} {record.seconds:>6.1f} s  "
             if event == "done":
-                summary = str(getattr(record, "summary", "") or "done")
-                return head + summary.splitlines()[0]
+                return head + _first_line(getattr(record, "summary", "") or "done")
             return head + f"failed: {_error(record)}{self._see_log()}"
-        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        text = f"{record.levelname.lower()}: {_first_line(record.getMessage())}"
         fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS | _STAGE_ATTRS}
         if fields:
-            text += " (" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+            text += " (" + ", ".join(f"{k}={_first_line(v)}" for k, v in fields.items()) + ")"
         if record.exc_info:
             text += f": {_error(record)}"
         return text + (self._see_log() if record.levelno >= logging.ERROR else "")
@@ -159,8 +158,13 @@ class ConsoleHandler(StderrHandler):
 def _error(record: logging.LogRecord) -> str:
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
-        return str(error) or type(error).__name__
-    return str(getattr(record, "error", "") or record.getMessage())
+        return _first_line(str(error) or type(error).__name__)
+    return _first_line(getattr(record, "error", "") or record.getMessage())
+
+
+def _first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _shown(path: Path) -> str:

@@ -70,21 +70,24 @@ def test_the_human_console_shows_stages_warnings_and_errors_and_the_file_keeps_e
     logging.getLogger("great_expectations._docs_decorators").info("Skipping registering function x")
     with stage(log, "ingest", progress="1/2") as done:
         done["summary"] = "42 rows\nsecond line for the log file only"
-    log.warning("step failed, retrying", extra={"step": "gold", "attempt": 1})
+    log.warning("step failed, retrying", extra={"step": "gold", "attempt": 1, "error": "OSError()\n  at x"})
+    logging.getLogger("py.warnings").warning("/x.py:9: RuntimeWarning: Mean of empty slice\n  m.mean()\n")
     with pytest.raises(OSError, match="disk full"), stage(log, "gold", progress="2/2"):
-        raise OSError("disk full")
+        raise OSError("disk full\nsecond line")
 
-    assert [re.sub(r"\d+\.\d s", "0.0 s", line) for line in err.getvalue().splitlines()] == [
+    assert [re.sub(r"[ \d]{4}\.\d s", "   0.0 s", line) for line in err.getvalue().splitlines()] == [
         "  1/2 ingest        0.0 s  42 rows",
-        "warning: step failed, retrying (step=gold, attempt=1)",
+        "warning: step failed, retrying (step=gold, attempt=1, error=OSError())",
+        "warning: /x.py:9: RuntimeWarning: Mean of empty slice",
         "  2/2 gold          0.0 s  failed: disk full (log: logs/cmd.log)",
     ]
     records = _records((tmp_path / "logs" / "cmd.log").read_text())
     assert [(r["level"], r["msg"]) for r in records] == [
         ("info", "routine work"), ("info", "ingest started"), ("info", "ingest done"),
-        ("warning", "step failed, retrying"), ("info", "gold started"), ("error", "gold failed")]
+        ("warning", "step failed, retrying"), ("warning", "/x.py:9: RuntimeWarning: Mean of empty slice\n  m.mean()\n"),
+        ("info", "gold started"), ("error", "gold failed")]
     assert records[2]["summary"] == "42 rows\nsecond line for the log file only"
-    assert "OSError: disk full" in records[5]["error"]  # the traceback
+    assert "OSError: disk full\nsecond line" in records[6]["error"]  # the traceback
 
 
 def test_mlflow_prints_nothing_past_the_handlers_unless_the_environment_says_so(tmp_path, monkeypatch):
@@ -114,7 +117,7 @@ def test_on_a_terminal_the_running_stage_is_drawn_in_place_with_its_bar(tmp_path
         log.removeHandler(handler)
         handler.close()
     assert re.fullmatch(r"\r\x1b\[K  4/8 train         0\.\d s  \[#########\.{15}\]  38%", drawn)
-    assert re.sub(r"\d+\.\d s", "0.0 s", terminal.getvalue()[len(drawn):]) == \
+    assert re.sub(r"[ \d]{4}\.\d s", "   0.0 s", terminal.getvalue()[len(drawn):]) == \
         "\r\x1b[K  4/8 train         0.0 s  pricing v2\n"
 
 
