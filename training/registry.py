@@ -10,6 +10,7 @@ first, so a second run changes nothing.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,16 +63,19 @@ def log_and_register(name: str, model: DemandModel | ShippingModel, input_exampl
     """Log the model to the active run with signature and input example, register it; returns the version."""
     # MLflow prints "Registered model ... already exists" and "Created version ..." to stderr past logging (the
     # train step's summary names the version), and advises at every call that a `python_model` object is
-    # pickled: ours are this repository's classes, loaded only by its own API and jobs.
+    # pickled, and that integer columns in the signature cannot hold missing values under pyfunc's schema
+    # enforcement: ours are this repository's classes, loaded and called unwrapped only by its API and jobs.
     disable_logging()
     logging.getLogger("mlflow.pyfunc").addFilter(_not_the_pickle_advice)
     pyfunc = DemandPyfunc(model) if isinstance(model, DemandModel) else ShippingPyfunc(model)
     output = pyfunc.predict(None, input_example)
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=pyfunc, code_paths=[str(Path(__file__).parent)], registered_model_name=name,
-        signature=mlflow.models.infer_signature(input_example, output), input_example=input_example,
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=pyfunc, code_paths=[str(Path(__file__).parent)], registered_model_name=name,
+            signature=mlflow.models.infer_signature(input_example, output), input_example=input_example,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
     return str(info.registered_model_version)
 
 

@@ -32,7 +32,7 @@ def _aliases(client, name):
 HOLDOUT = "parcels seed 2"
 
 
-def test_registering_a_model_prints_nothing(tracking, capfd, monkeypatch):
+def test_registering_a_model_prints_and_warns_nothing(tracking, capfd, monkeypatch, recwarn):
     monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # as configure_logging sets it
     model = shipping.fit(parcels(300, seed=1), rounds=5)
     capfd.readouterr()
@@ -40,6 +40,7 @@ def test_registering_a_model_prints_nothing(tracking, capfd, monkeypatch):
         versions = [registry.log_and_register("shipping-quiet-test", model, parcels(3, seed=9)) for _ in range(2)]
     assert versions == ["1", "2"]
     assert capfd.readouterr() == ("", "")
+    assert [str(w.message) for w in recwarn if "schema" in str(w.message) or "python_model" in str(w.message)] == []
 
 
 def test_promotion_moves_champion_only_to_a_better_challenger_and_only_once(tracking):
