@@ -2,6 +2,7 @@
 
 import socket
 import uuid
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -99,3 +100,31 @@ def test_kafka_cluster_ids_never_look_like_an_option():
     ids = [kafka_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_broker_archives_its_classes_at_its_first_exit_and_maps_them_at_the_next_start(tmp_path, settings):
+    own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir,
+                   kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port())
+    (tmp_path / "kafka").mkdir()
+    stale = tmp_path / "kafka" / "classes-000000000000.jsa"  # of other jars
+    stale.write_bytes(b"old")
+
+    def sharing(kafka: Stack) -> list[str]:
+        return [arg.split("=")[0] for arg in kafka.services[0].command if arg.startswith("-XX:")]
+
+    first = Stack(own, only=["kafka"])
+    assert sharing(first) == ["-XX:ArchiveClassesAtExit"]
+    first.up()
+    first.down()  # the JVM writes the archive as it exits
+    [archive] = (tmp_path / "kafka").glob("classes-*.jsa")
+    assert archive != stale and archive.stat().st_size > 10_000_000
+
+    second = Stack(own, only=["kafka"])
+    assert sharing(second) == ["-XX:SharedArchiveFile"]
+    second.up()
+    try:
+        mapped = Path(f"/proc/{second.pid(second.services[0])}/maps").read_text()
+    finally:
+        second.down()
+    assert str(archive) in mapped  # the JVM uses it (a mismatched archive is ignored, never mapped)
+    assert not stale.exists()
