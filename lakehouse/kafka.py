@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse.settings import Settings
-from lakehouse.streams import StreamSource
+
+if TYPE_CHECKING:  # an annotation only: the stream specs import Spark's types, which `make up` does not need
+    from lakehouse.streams import StreamSource
 
 log = logging.getLogger(__name__)
 

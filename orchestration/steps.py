@@ -21,10 +21,29 @@ RETRY_DELAY_S = 20.0
 SCHEDULE = "@daily"
 
 
+class _Choices:
+    """argparse choices listed on first use (a value to check, the help to show) rather than when the parser
+    is built: listing them imports Spark's types, which every other command (`make up`) would pay for."""
+
+    def __init__(self, values: Callable[[], list[str]]):
+        self._values, self._listed = values, None
+
+    def _all(self) -> list[str]:
+        if self._listed is None:
+            self._listed = list(self._values())
+        return self._listed
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def __iter__(self):
+        return iter(self._all())
+
+
 @dataclass(frozen=True)
 class Argument:
     """One command-line option of a step: argparse's flags and keyword arguments. `choices` may be a
-    function returning them, called only when the CLI builds its parser."""
+    function returning them, called only when the option is parsed or its help shown."""
 
     flags: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)
@@ -37,7 +56,10 @@ class Argument:
     def add_to(self, parser) -> None:
         options = dict(self.options)
         if callable(options.get("choices")):
-            options["choices"] = options["choices"]()
+            options["choices"] = _Choices(options["choices"])
+            # argparse lists the choices to build a usage line unless there is a metavar; the help lists them.
+            options.setdefault("metavar", self.dest.upper())
+            options["help"] = f"{options.get('help', '')}; one of %(choices)s"
         parser.add_argument(*self.flags, **options)
 
 

@@ -64,6 +64,16 @@ def test_up_help(capsys, monkeypatch):
     assert (exited.value.code, capsys.readouterr().out) == (0, UP_HELP)
 
 
+def test_the_warm_path_imports_neither_spark_nor_the_jobs_nor_the_api():
+    # Every module `make up` imports before it starts a service is time on the 2 cores the services start on.
+    loaded = subprocess.run([sys.executable, "-c", (
+        "import sys; from orchestration.cli import build_parser; build_parser().parse_args(['up']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyspark', 'pandas', 'numpy', 'fastapi', "
+        "'mlflow', 'great_expectations', 'httpx', 'serving', 'spark_jobs', 'training', 'simulator'}))")],
+        capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert loaded.stdout == "[]\n"
+
+
 @pytest.fixture
 def fake_stack(monkeypatch, tmp_path, cli_logging):
     """`lakehouse up` on a state folder of its own with the services faked: the calls, in order."""

@@ -1,10 +1,11 @@
 """The step registry: one declaration per step, in DAG order, each bound to a function."""
 
+import argparse
 import inspect
 
 import pytest
 
-from orchestration.steps import STEP_ORDER, STEPS, step
+from orchestration.steps import STEP_ORDER, STEPS, Argument, step
 
 
 def test_every_step_of_the_dag_is_declared_once_in_order_and_bound_to_its_function():
@@ -17,3 +18,18 @@ def test_every_step_of_the_dag_is_declared_once_in_order_and_bound_to_its_functi
     assert step("gold").command == ["lakehouse", "pipeline", "--step", "gold"]
     with pytest.raises(ValueError, match="unknown step 'bronze'"):
         step("bronze")
+
+
+def test_an_option_s_choices_are_listed_when_the_option_is_parsed_or_shown_not_when_the_parser_is_built(capsys):
+    listed = []
+    parser = argparse.ArgumentParser(prog="lakehouse ingest")
+    Argument(("--source",), {"help": "only this source", "choices": lambda: listed.append("listed") or [
+        "products", "suppliers"]}).add_to(parser)
+    assert listed == []  # building the parser, as every command does, lists nothing
+    assert parser.parse_args(["--source", "suppliers"]).source == "suppliers"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--source", "shoes"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "lakehouse ingest: error: argument --source: invalid choice: 'shoes' (choose from 'products', 'suppliers')")
+    assert listed == ["listed"]
+    assert "--source SOURCE  only this source; one of products, suppliers" in parser.format_help()
