@@ -28,7 +28,7 @@ _STAGE_ATTRS = {"stage", "stage_event", "progress", "expected_s", "seconds", "su
 
 # Libraries that log their routine work at INFO (Great Expectations: dozens of "Skipping registering function"
 # lines at import): only their warnings are kept.
-QUIET_LOGGERS = ("kafka", "py4j", "urllib3", "alembic", "mlflow", "great_expectations")
+QUIET_LOGGERS = ("py4j", "urllib3", "alembic", "mlflow", "great_expectations")
 
 # MLflow writes to stderr past our handlers: artifact download progress bars, a "View run" link after each
 # run, and its own handler on its loggers (whose records then reach ours instead). The environment may say
