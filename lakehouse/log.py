@@ -118,7 +118,7 @@ class ConsoleHandler(StderrHandler):
         return text + (self._see_log() if record.levelno >= logging.ERROR else "")
 
     def _see_log(self) -> str:
-        return f" (log: {_shown(self.log_file)})" if self.log_file else ""
+        return f" (log: {shown(self.log_file)})" if self.log_file else ""
 
     def _live(self) -> bool:
         return bool(self.running) and self.stream.isatty()
@@ -167,10 +167,11 @@ def _first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
-def _shown(path: Path) -> str:
-    """The path relative to the working folder when it is below it: shorter to read and to paste."""
+def shown(path: Path) -> str:
+    """A path for a person's console: relative to the working folder when it is below it (shorter to read and
+    to paste)."""
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 

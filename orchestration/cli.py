@@ -14,7 +14,7 @@ from pathlib import Path
 
 # Only light modules here: a command imports what only it runs (Spark, the jobs, the API's modules) inside its
 # function, because `make up` on a built lake must answer in seconds and those imports take seconds on 2 cores.
-from lakehouse.log import configure_logging, stage
+from lakehouse.log import configure_logging, shown, stage
 from lakehouse.settings import Settings, get_settings
 from orchestration.stack import Stack, StackError
 from orchestration.steps import RETRIES, STEP_ORDER, STEPS, step
@@ -121,7 +121,7 @@ def _print_where(settings: Settings) -> None:
     from serving.gateway import initial_key_file
 
     url, key_file = _api_url(settings), initial_key_file(settings)
-    cli = _shown(Path(sys.argv[0]))
+    cli = shown(Path(sys.argv[0]))
     print(f"""
   API              {url}/docs
   API key          {key_file if key_file.exists() else f"create one with: {cli} api-key create --name me"}
@@ -132,14 +132,6 @@ def _print_where(settings: Settings) -> None:
   streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy
   tables           {cli} tables
   status, stop     make status, make down""")
-
-
-def _shown(path: Path) -> str:
-    """The path relative to the working folder when it is below it (`.venv/bin/lakehouse`)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _tables(args: argparse.Namespace) -> int:

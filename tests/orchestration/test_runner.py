@@ -94,5 +94,5 @@ def test_a_failed_quality_gate_is_not_retried_and_exits_2(fake_steps, cli_on_own
     out = capsys.readouterr()
     assert out.out == ""
     assert _seconds_zeroed(out.err) == [
-        "  1/7 silver        0.0 s  failed: quality gate failed:  (log: logs/pipeline.log)",
-        "      pipeline      0.0 s  failed: step 'silver' failed: quality gate failed:  (log: logs/pipeline.log)"]
+        "  1/7 silver        0.0 s  failed: quality gate failed: (log: logs/pipeline.log)",
+        "      pipeline      0.0 s  failed: step 'silver' failed: quality gate failed: (log: logs/pipeline.log)"]
