@@ -8,6 +8,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+import lakehouse.spark
 from expectations.suites import GOLD_SUITES
 from lakehouse.delta import delta_exists, read_delta, table_version
 from lakehouse.quality import BETWEEN, Rule, Severity
@@ -123,7 +124,7 @@ def test_a_failed_fail_rule_leaves_every_gold_table_unchanged_and_exits_2_naming
     monkeypatch.setattr(gold, "GOLD_SUITES",
                         {**GOLD_SUITES, "shipping_features": (*GOLD_SUITES["shipping_features"], never_heavy)})
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    monkeypatch.setattr(cli, "get_spark", lambda *args: spark)
+    monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: spark)  # the CLI imports it when it runs
     gold_versions = _versions(spark, settings, layers=("gold",))
 
     assert cli.main(["gold", "--force"]) == 2

@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from silver_helpers import append_bronze
 
+import lakehouse.spark
 from lakehouse.delta import delta_exists, read_delta, table_version
 from lakehouse.quality import QualityGateError
 from lakehouse.settings import Settings
@@ -168,5 +169,5 @@ def test_a_failing_fail_rule_stops_the_promotion_and_leaves_silver_unchanged(spa
     assert table_version(spark, location) == version
     assert sorted(read_delta(spark, location).collect()) == rows
     monkeypatch.setattr(cli, "get_settings", lambda: own)
-    monkeypatch.setattr(cli, "get_spark", lambda *args: spark)
+    monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: spark)  # the CLI imports it when it runs
     assert cli.main(["silver", "--source", "fx_rates"]) == 2
