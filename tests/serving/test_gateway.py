@@ -211,7 +211,7 @@ def test_invalid_fields_and_broken_json_are_422_with_a_message(client, store):
 
 def test_cli_creates_lists_and_revokes_keys(capsys, settings, monkeypatch):
     # The CLI points the root logger at this test's captured stderr; keep the session's logging as it is.
-    monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
     assert cli.main(["api-key", "create", "--name", "cli-test"]) == 0
     key = capsys.readouterr().out.strip()
     record = KeyStore(keys_file(settings)).find(key)
