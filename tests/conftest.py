@@ -6,6 +6,7 @@ code under test sees the test values. A running `make up` stack is never touched
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ for _name in ("STACK", "SPARK_MASTER_URL", "LAKEHOUSE_STORAGE_ROOT"):
     os.environ.pop(_name, None)
 
 # Project modules after the environment is set: their settings are read from it.
+from lakehouse.log import MLFLOW_QUIET_ENV  # noqa: E402
 from lakehouse.settings import Settings, get_settings  # noqa: E402
 from lakehouse.spark import get_spark  # noqa: E402
 from orchestration.stack import Stack  # noqa: E402
@@ -255,3 +257,17 @@ def batch_reference(settings, tmp_path_factory) -> Settings:
     generate(SimConfig(**SMALL_SIMULATION), reference.landing_dir, reference.truth_dir)
     run_batch(reference.state_dir, {})
     return reference
+
+
+@pytest.fixture
+def restored_logging(monkeypatch):
+    """For tests that run `configure_logging` (the CLI does): the session's root handlers and level put back
+    afterwards, and MLflow's variables it sets restored by monkeypatch."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    for name in MLFLOW_QUIET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:], root.level = handlers, level

@@ -14,18 +14,7 @@ from lakehouse.settings import Settings
 log = logging.getLogger("lakehouse.test")
 
 
-@pytest.fixture(autouse=True)
-def session_logging(monkeypatch):
-    """Put the session's logging back afterwards (configure_logging replaces the root's handlers) and let
-    monkeypatch restore the MLflow variables configure_logging sets."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    for name in MLFLOW_QUIET_ENV:
-        monkeypatch.delenv(name, raising=False)
-    yield
-    for handler in root.handlers:
-        handler.close()
-    root.handlers[:], root.level = handlers, level
+pytestmark = pytest.mark.usefixtures("restored_logging")
 
 
 class Terminal(io.StringIO):

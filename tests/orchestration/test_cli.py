@@ -75,7 +75,7 @@ def test_the_warm_path_imports_neither_spark_nor_the_jobs_nor_the_api():
 
 
 @pytest.fixture
-def fake_stack(monkeypatch, tmp_path, cli_logging):
+def fake_stack(monkeypatch, tmp_path, restored_logging):
     """`lakehouse up` on a state folder of its own with the services faked: the calls, in order."""
     own = Settings(state_dir=tmp_path / "state", kafka_bootstrap_servers="127.0.0.1:9092",
                    mlflow_tracking_uri="http://127.0.0.1:5000", api_host="127.0.0.1", api_port=8000)

@@ -68,7 +68,7 @@ def _seconds_zeroed(text: str) -> list[str]:
 
 
 @pytest.fixture
-def cli_on_own_state(settings, tmp_path, monkeypatch, cli_logging):
+def cli_on_own_state(settings, tmp_path, monkeypatch, restored_logging):
     own = settings.model_copy(update={"state_dir": tmp_path})
     monkeypatch.setattr(cli, "get_settings", lambda: own)
     monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: None)
