@@ -9,11 +9,8 @@ Contents (one `FeatureSnapshot`, swapped atomically when a table changes):
   `silver.shipping_zones` (3-digit postal prefix -> zone, remote flag).
 Lookups are dict gets and numpy indexing (about a microsecond).
 
-delta-rs (the `deltalake` package) can abort the interpreter at exit (delta-io/delta-rs#2184), so
-this process never imports it: `DeltaReader` keeps one child process that reads the tables and hands
-the rows back as Arrow IPC bytes over a pipe, and leaves with `os._exit` when its stdin closes (when
-the reader is closed or this process ends, however it ends); it ignores stop signals, which a process
-group's stop also sends it. The server and the tests exit cleanly.
+The tables are read with delta-rs in a child process (`lakehouse.delta_reader.DeltaReader`): the server
+and the tests exit cleanly.
 
 `OnlineFeatures` builds the snapshot at start-up, then checks the tables' Delta versions every
 `settings.online_features_refresh_s` seconds (and the date, for the rate card); a changed version is
@@ -29,10 +26,7 @@ live features changed since the previous poll, handed to its subscribers (the li
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.settings import REPO_ROOT, Settings
-from transforms import rules  # constants and numpy forms only: the reader process stays free of Spark
+from lakehouse.delta_reader import DeltaReader, storage_options
+from lakehouse.settings import Settings
+from transforms import rules
 
 if TYPE_CHECKING:  # the reader's child process imports this module: it stays free of Spark and Prometheus
     from serving.metrics import ServingMetrics
@@ -74,137 +69,6 @@ LIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     LIVE_ACTIVITY_TABLE: ("sku", "window_minutes", "window_end", "views", "add_to_carts", "demand_index"),
     LIVE_COMPETITOR_TABLE: ("sku", "price_usd", "observed_at"),
 }
-
-
-class FeatureReadError(RuntimeError):
-    """The reader process could not answer (a table unreadable, or the process died)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reading Delta tables in a child process
-
-
-def _reader_main() -> None:
-    """The child of `DeltaReader`: one JSON request per stdin line, one framed answer each on stdout
-    (kind byte J/A/E, 8-byte length, payload: JSON, Arrow IPC stream, error JSON); `os._exit` at EOF."""
-    import os
-    import signal
-
-    # A stop signal sent to the server's process group reaches this child too: it must not die under a read
-    # the server's shutdown may still wait for. It leaves when the server closes its stdin, or ends.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, signal.SIG_IGN)
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything else written to stdout goes to stderr, never into the answers
-    try:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        def version(location: str, options: dict) -> int | None:
-            try:
-                return DeltaTable(location, storage_options=options, without_files=True).version()
-            except TableNotFoundError:
-                return None
-
-        while line := sys.stdin.buffer.readline():
-            request = json.loads(line)
-            options = request.get("storage_options") or None
-            try:
-                if request["op"] == "versions":
-                    kind = b"J"
-                    payload = json.dumps({name: version(location, options)
-                                          for name, location in request["locations"].items()}).encode()
-                else:
-                    table = DeltaTable(request["location"], version=request["version"], storage_options=options)
-                    rows = table.to_pyarrow_table(columns=request.get("columns"))
-                    sink = pa.BufferOutputStream()
-                    with pa.ipc.new_stream(sink, rows.schema) as writer:
-                        writer.write_table(rows)
-                    kind, payload = b"A", sink.getvalue().to_pybytes()
-            except Exception as err:  # answered, not raised: the parent decides what a failed read means
-                kind, payload = b"E", json.dumps({"error": f"{type(err).__name__}: {err}"}).encode()
-            answers.write(kind + len(payload).to_bytes(8, "big") + payload)
-            answers.flush()
-    finally:
-        answers.flush()
-        os._exit(0)
-
-
-def delta_rs_location(location: str) -> str:
-    """delta-rs names S3 `s3://`; Spark's `s3a://` is the same bucket and key."""
-    return "s3://" + location.removeprefix("s3a://") if location.startswith("s3a://") else location
-
-
-def storage_options(settings: Settings) -> dict[str, str]:
-    """delta-rs options for S3-compatible storage (credentials come from the AWS_* environment)."""
-    if not settings.s3_endpoint:
-        return {}
-    options = {"AWS_ENDPOINT_URL": settings.s3_endpoint}
-    if settings.s3_endpoint.startswith("http://"):
-        options["AWS_ALLOW_HTTP"] = "true"
-    return options
-
-
-class DeltaReader:
-    """Reads Delta tables with delta-rs in one long-lived child process (see the module docstring).
-
-    One request at a time; the child is started on first use and again after it died."""
-
-    def __init__(self, options: dict[str, str] | None = None):
-        self.options = options or {}
-        self._process: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-
-    def _child(self) -> subprocess.Popen:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", "from serving.online_features import _reader_main; _reader_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT)
-        return self._process
-
-    def _ask(self, request: dict) -> tuple[bytes, bytes]:
-        with self._lock:
-            child = self._child()
-            try:
-                child.stdin.write(json.dumps({**request, "storage_options": self.options}).encode() + b"\n")
-                child.stdin.flush()
-                header = child.stdout.read(9)
-                if len(header) < 9:
-                    raise FeatureReadError(f"the Delta reader process ended (exit code {child.poll()})")
-                size = int.from_bytes(header[1:], "big")
-                payload = child.stdout.read(size)
-            except (BrokenPipeError, OSError) as err:
-                raise FeatureReadError(f"the Delta reader process is gone: {err!r}") from err
-        kind = header[:1]
-        if kind == b"E":
-            raise FeatureReadError(json.loads(payload)["error"])
-        return kind, payload
-
-    def versions(self, locations: dict[str, str]) -> dict[str, int | None]:
-        """The latest Delta version of each named table location (None: no table there)."""
-        _, payload = self._ask({"op": "versions", "locations": {
-            name: delta_rs_location(location) for name, location in locations.items()}})
-        return json.loads(payload)
-
-    def read(self, location: str, version: int, columns: tuple[str, ...] | None = None) -> pa.Table:
-        """The table's rows at `version` (only `columns` if given)."""
-        _, payload = self._ask({"op": "read", "location": delta_rs_location(location), "version": version,
-                                "columns": list(columns) if columns else None})
-        return pa.ipc.open_stream(payload).read_all()
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Close the child's stdin (it leaves with os._exit); kill it if it does not within `timeout_s`."""
-        with self._lock:
-            child, self._process = self._process, None
-        if child is None:
-            return
-        child.stdin.close()
-        try:
-            child.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        child.stdout.close()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -445,7 +309,7 @@ class OnlineFeatures:
     def refresh(self) -> bool:
         """Re-read the tables whose Delta version changed (and rebuild for a new day); True if swapped.
 
-        Raises FeatureReadError when the tables cannot be read; the current snapshot stays."""
+        Raises DeltaReadError when the tables cannot be read; the current snapshot stays."""
         with self._refresh_lock:
             locations = self._locations()
             latest = {**dict.fromkeys(COLUMNS), **self.reader.versions(locations)}
@@ -611,7 +475,7 @@ class LiveFeatureStore:
 
     def poll(self) -> frozenset[str]:
         """Read the live tables whose version moved, recompute the features, swap, tell the listeners;
-        the SKUs whose features changed. Raises FeatureReadError when a table cannot be read."""
+        the SKUs whose features changed. Raises DeltaReadError when a table cannot be read."""
         with self._poll_lock:
             locations = table_locations(self.settings, LIVE_COLUMNS)
             latest = {**dict.fromkeys(LIVE_COLUMNS), **self.reader.versions(locations)}

@@ -7,7 +7,7 @@ alerts, and the API's latency and error rate (live, from its own metrics, and ac
 No API key is needed: it shows no customer data.
 
 The monitoring tables are read with delta-rs in the API's child-process reader
-(`serving.online_features.DeltaReader`), re-read only when their Delta version changes; a table that
+(`lakehouse.delta_reader.DeltaReader`), re-read only when their Delta version changes; a table that
 does not exist yet shows as "no data yet" (the page still answers 200).
 """
 
@@ -25,12 +25,12 @@ import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from lakehouse.delta_reader import DeltaReader, DeltaReadError, storage_options
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from monitoring.alerts import alert_states
 from monitoring.checks import api_metrics
 from monitoring.rules import BREACH, NO_VALUE, OK
-from serving.online_features import DeltaReader, FeatureReadError, storage_options
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ class StatusPage:
         now = datetime.now(UTC)
         try:
             tables = self.tables()
-        except FeatureReadError as err:  # the page still answers, saying why it has nothing to show
+        except DeltaReadError as err:  # the page still answers, saying why it has nothing to show
             log.error("status page could not read the monitoring tables", extra={"error": str(err)})
             tables = dict.fromkeys((METRICS_TABLE, ALERTS_TABLE))
         serving = getattr(request.app.state, "serving", None)

@@ -10,9 +10,9 @@ import sys
 
 import pandas as pd
 
+from lakehouse.delta_reader import DeltaReader, storage_options
 from lakehouse.settings import REPO_ROOT, Settings
 from lakehouse.tables import TABLES
-from serving.online_features import DeltaReader, storage_options
 
 BATCH_STEPS = ("ingest", "silver", "gold")
 # Tiny on purpose: every table of the three layers gets rows, and a run takes a few minutes on 2 cores.

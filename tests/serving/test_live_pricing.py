@@ -6,13 +6,13 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
+from lakehouse.delta_reader import DeltaReader
 from pricing.policy import LivePolicy
 from serving.experiments import Assignment
 from serving.online_features import (
     LIVE_ACTIVITY_TABLE,
     LIVE_COMPETITOR_TABLE,
     PRICING_TABLE,
-    DeltaReader,
     LiveFeatures,
     LiveFeatureStore,
     LiveSnapshot,

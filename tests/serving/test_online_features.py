@@ -10,13 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from lakehouse.delta_reader import DeltaReader, DeltaReadError
 from lakehouse.settings import Settings
 from lakehouse.tables import TABLES, Table, table
 from serving.metrics import ServingMetrics
 from serving.online_features import (
     PRICING_TABLE,
-    DeltaReader,
-    FeatureReadError,
     OnlineFeatures,
     Product,
     RateCard,
@@ -230,7 +229,7 @@ def test_reader_errors_name_the_table_and_the_child_exits_cleanly(lake):
     assert reader.versions({"zones": location, "nothing": location + "-missing"}) == {"zones": 0, "nothing": None}
     read = reader.read(location, 0, ("zone",))
     assert read.column_names == ["zone"] and sorted(read.column("zone").to_pylist()) == [3, 8]
-    with pytest.raises(FeatureReadError, match="version"):
+    with pytest.raises(DeltaReadError, match="version"):
         reader.read(location, 7)
     child = reader._process
     reader.close()

@@ -153,7 +153,7 @@ def test_monitoring_reference_window_is_what_training_fits_on(spark):
 
 
 def test_the_python_forms_import_without_spark():
-    # serving.online_features imports the rules in its Delta reader process, which stays free of Spark.
+    # The API (serving.online_features) imports the rules and stays free of Spark.
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, transforms.rules; "
          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')))"],
