@@ -41,17 +41,26 @@ def _reader_main() -> None:
 
         def version(location: str, options: dict) -> int | None:
             try:
-                return DeltaTable(location, storage_options=options, without_files=True).version()
+                return DeltaTable(location, storage_options=options).version()
             except TableNotFoundError:
                 return None
 
+        def describe(location: str, options: dict) -> dict | None:
+            try:
+                table = DeltaTable(location, storage_options=options)
+            except TableNotFoundError:
+                return None
+            return {"version": table.version(), "table_id": table.metadata().id,
+                    "committed_at_ms": table.history(1)[0]["timestamp"]}
+
+        describers = {"versions": version, "describe": describe}
         while line := sys.stdin.buffer.readline():
             request = json.loads(line)
             options = request.get("storage_options") or None
             try:
-                if request["op"] == "versions":
-                    kind = b"J"
-                    payload = json.dumps({name: version(location, options)
+                if request["op"] in describers:
+                    kind, describer = b"J", describers[request["op"]]
+                    payload = json.dumps({name: describer(location, options)
                                           for name, location in request["locations"].items()}).encode()
                 else:
                     table = DeltaTable(request["location"], version=request["version"], storage_options=options)
@@ -122,6 +131,13 @@ class DeltaReader:
     def versions(self, locations: dict[str, str]) -> dict[str, int | None]:
         """The latest Delta version of each named table location (None: no table there)."""
         _, payload = self._ask({"op": "versions", "locations": {
+            name: delta_rs_location(location) for name, location in locations.items()}})
+        return json.loads(payload)
+
+    def describe(self, locations: dict[str, str]) -> dict[str, dict | None]:
+        """Per named table location, its latest version, its Delta table id (a table deleted and created again
+        gets a new one) and that version's commit time in epoch milliseconds; None where there is no table."""
+        _, payload = self._ask({"op": "describe", "locations": {
             name: delta_rs_location(location) for name, location in locations.items()}})
         return json.loads(payload)
 

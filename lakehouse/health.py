@@ -1,4 +1,5 @@
-"""Health probes of the stack's services: a port, an HTTP endpoint, the Kafka broker, the streaming heartbeat.
+"""Health probes of the stack's services: a port, an HTTP endpoint, the Kafka broker, PostgreSQL, the streaming
+heartbeat.
 
 Cheap and side-effect free, so the stack, the jobs that wait for a service and the status page share them.
 """
@@ -33,6 +34,20 @@ def kafka_answers(bootstrap_servers: str) -> bool:
         kafka_admin(bootstrap_servers).list_topics(timeout=3)
         return True
     except Exception:
+        return False
+
+
+def postgres_answers(settings: Settings) -> bool:
+    """True when PostgreSQL accepts the settings' credentials and answers a query."""
+    from lakehouse.postgres import PostgresUnavailable, connect  # psycopg: only where PostgreSQL is probed
+
+    if not port_open(settings.pg_host, settings.pg_port):
+        return False
+    try:
+        with connect(settings, timeout_s=2) as connection:
+            connection.execute("SELECT 1")
+        return True
+    except PostgresUnavailable:
         return False
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5000", validation_alias=AliasChoices("MLFLOW_TRACKING_URI")
     )
+    # The operational database (PostgreSQL; operational.sync writes gold's synced tables there). libpq's own
+    # variable names, so that psql and every PostgreSQL tool read the same ones. The native stack sets the
+    # password when it first initialises the database, as the official image does.
+    pg_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PGHOST"))
+    pg_port: int = Field(5432, validation_alias=AliasChoices("PGPORT"))
+    pg_user: str = Field("lakehouse", validation_alias=AliasChoices("PGUSER"))
+    pg_password: SecretStr = Field(SecretStr("lakehouse"), validation_alias=AliasChoices("PGPASSWORD"))
+    pg_database: str = Field("lakehouse", validation_alias=AliasChoices("PGDATABASE"))
+    # The server programs of Debian's postgresql package (`make postgres` installs it) for the native stack.
+    postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     spark_master_url: str = Field("local[2]", validation_alias=AliasChoices("SPARK_MASTER_URL"))
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"
@@ -91,7 +101,7 @@ class Settings(BaseSettings):
     # `json` the JSON lines the log files hold (the stack sets it for its services, whose stderr is their log).
     log_format: Literal["human", "json"] = "human"
 
-    @field_validator("state_dir", "jars_dir", "api_experiments_file")
+    @field_validator("state_dir", "jars_dir", "api_experiments_file", "postgres_bin_dir")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()

@@ -17,7 +17,9 @@ Layer = Literal["bronze", "silver", "gold", "ops"]
 class Table:
     """A Delta table. `name` is `<layer>.<table>`; the location is derived from the lake root.
 
-    `stats_columns`: the columns Delta keeps file statistics on for data skipping, set when the table is
+    `postgres_key`: set for a table synced to the operational database (`operational.sync`): its primary key
+    there, in the order that serves the platform's lookups (its index). `stats_columns`: the columns Delta keeps
+    file statistics on for data skipping, set when the table is
     created; empty means Delta's default (the first 32 columns). `checkpoint_interval`: commits between
     Delta log checkpoints, also set at creation; None means Delta's default (10).
     """
@@ -28,6 +30,7 @@ class Table:
     description: str
     stats_columns: tuple[str, ...] = ()
     checkpoint_interval: int | None = None
+    postgres_key: tuple[str, ...] = ()
 
     @property
     def creation_options(self) -> dict[str, str]:
@@ -111,11 +114,13 @@ TABLES: dict[str, Table] = {
         Table("gold.prices", ("valid_from",), "spark_jobs.score",
               "The price of each SKU from valid_from on, decided by the champion pricing model under the "
               "guardrails (rule-based without a model): candidate, guardrails applied, the rule-based price, "
-              "expected units and profit, model version. One row per sku, valid_from."),
+              "expected units and profit, model version. One row per sku, valid_from.",
+              postgres_key=("sku", "valid_from")),
         Table("gold.shipping_rate_cards", (), "spark_jobs.score",
               "Expected carrier invoice of a parcel at each weight band's upper weight, by the champion shipping "
               "model, beside the published rate; the cheapest carrier marked. One row per delivery_zone, "
-              "weight_band_kg, service_level, carrier and valid_from."),
+              "weight_band_kg, service_level, carrier and valid_from.",
+              postgres_key=("delivery_zone", "service_level", "weight_band_kg", "carrier", "valid_from")),
         Table("gold.experiment_readout", (), "spark_jobs.readout",
               "Each readout of an A/B experiment: per metric (conversion, add-to-cart and cart abandonment rates, "
               "revenue and margin per visitor) and variant the value, visitors, lift against the control with its "
@@ -151,12 +156,17 @@ def table(name: str) -> Table:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(TABLES))}") from None
 
 
+def synced_tables() -> list[Table]:
+    """The tables synced to the operational database, in registry order."""
+    return [t for t in TABLES.values() if t.postgres_key]
+
+
 def registry_as_json(settings: Settings, layer: Layer | None = None) -> list[dict]:
     """The registry as JSON-ready dicts, one per table, for tools that need to find the tables."""
     return [
         {"name": t.name, "layer": t.layer, "location": t.location(settings),
          "partition_by": list(t.partition_by), "stats_columns": list(t.stats_columns), "owner": t.owner,
-         "description": t.description}
+         "description": t.description, **({"postgres_key": list(t.postgres_key)} if t.postgres_key else {})}
         for t in TABLES.values()
         if layer is None or t.layer == layer
     ]

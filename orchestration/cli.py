@@ -63,14 +63,14 @@ def _up(args: argparse.Namespace) -> int:
     try:
         with stage(log, "services") as done:
             if bootstrapped:
-                stack("mlflow", "serving").start()
+                stack("mlflow", "serving", "postgres").start()
                 stack("mlflow").wait_healthy()
                 stack("kafka").up()
-                stack("serving").wait_healthy()
-                done["summary"] = "mlflow, serving, kafka healthy"
+                stack("serving", "postgres").wait_healthy()
+                done["summary"] = "mlflow, serving, kafka, postgres healthy"
             else:
-                stack("kafka", "mlflow").up()
-                done["summary"] = "kafka, mlflow healthy"
+                stack("kafka", "mlflow", "postgres").up()
+                done["summary"] = "kafka, mlflow, postgres healthy"
         if not bootstrapped and not _bootstrap(settings):
             return 1
         with stage(log, "api") as done:
@@ -121,6 +121,9 @@ def _print_where(settings: Settings) -> None:
     from serving.gateway import initial_key_file
 
     url, key_file = _api_url(settings), initial_key_file(settings)
+    # Never the password itself: it may be the user's own (PGPASSWORD).
+    psql = (f"psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}"
+            "  (password: $PGPASSWORD, by default lakehouse)")
     cli = shown(Path(sys.argv[0]))
     print(f"""
   API              {url}/docs
@@ -129,15 +132,31 @@ def _print_where(settings: Settings) -> None:
                         -H 'content-type: application/json' -d '{{"sku": "SKU-001362"}}'
   MLflow UI        {settings.mlflow_tracking_uri}
   Kafka broker     {settings.kafka_bootstrap_servers}
+  PostgreSQL       {psql}
   streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy
   tables           {cli} tables
   status, stop     make status, make down""")
 
 
 def _tables(args: argparse.Namespace) -> int:
+    from lakehouse.delta_reader import DeltaReader, storage_options
+    from lakehouse.postgres import PostgresUnavailable, sync_states
     from lakehouse.tables import registry_as_json
 
-    print(json.dumps(registry_as_json(get_settings(), layer=args.layer), indent=2))
+    settings = get_settings()
+    tables = registry_as_json(settings, layer=args.layer)
+    if any("postgres_key" in t for t in tables):
+        reader = DeltaReader(storage_options(settings))
+        try:
+            states = sync_states(settings, reader)
+        except PostgresUnavailable as error:
+            states = {t["name"]: {"error": str(error)} for t in tables if "postgres_key" in t}
+        finally:
+            reader.close()
+        for entry in tables:
+            if entry["name"] in states:
+                entry["postgres"] = states[entry["name"]]
+    print(json.dumps(tables, indent=2))
     return 0
 
 
@@ -155,8 +174,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    spark = get_spark("pipeline", settings) if any(step(name).uses_spark for name in steps) else None
     try:
-        run_pipeline(get_spark("pipeline", settings), settings, steps, retries=args.retries)
+        run_pipeline(spark, settings, steps, retries=args.retries)
     except PipelineError as failure:  # each step's line, and the failed one's error, are on the console
         return 2 if isinstance(failure.error, QualityGateError) else 1
     return 0
@@ -164,18 +184,23 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _step(args: argparse.Namespace) -> int:
     """Run one step of the registry once (no retries), with its options from the command line."""
+    from lakehouse.postgres import PostgresUnavailable
     from lakehouse.quality import QualityGateError
-    from lakehouse.spark import get_spark
 
     declared = step(args.command)
     options = {argument.dest: getattr(args, argument.dest) for argument in declared.arguments}
     settings = get_settings()
     try:
-        print(declared.load()(get_spark(declared.name, settings), settings, **options))
+        if declared.uses_spark:
+            from lakehouse.spark import get_spark
+
+            print(declared.load()(get_spark(declared.name, settings), settings, **options))
+        else:
+            print(declared.load()(settings, **options))
     except QualityGateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, PostgresUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -212,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
-                                description="Manage the native stack (Kafka broker, MLflow server, streaming "
-                                            "driver, API).")
+                                description="Manage the native stack (Kafka broker, MLflow server, PostgreSQL, "
+                                            "streaming driver, API).")
     stack.add_argument("action", choices=["up", "down", "status", "logs"])
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
@@ -221,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser(
         "up", help="start the stack, build the lake on the first run, wait for the API, print how to call it",
-        description="What `make up` runs: start Kafka, MLflow and the API (the first run simulates the default "
-                    "market and runs the pipeline before the API starts), wait until the API's models and "
+        description="What `make up` runs: start Kafka, MLflow, PostgreSQL and the API (the first run simulates the "
+                    "default market and runs the pipeline before the API starts), wait until the API's models and "
                     "features are loaded, start the streaming driver in the background (`lakehouse stack "
                     "status` shows when it is healthy), then print the addresses, the API key file and a "
                     "request to paste. Does only what is missing: a second run returns in seconds.")
@@ -230,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds to wait for the API's models and features (default 180)")
     up.set_defaults(run=_up)
 
-    tables = commands.add_parser("tables", help="list the table registry as JSON",
-                                 description="Print every table: name, layer, location, partitions, owner.")
+    tables = commands.add_parser("tables", help="list the table registry as JSON, with the synced tables' state",
+                                 description="Print every table: name, layer, location, partitions, owner; for a "
+                                             "table synced to PostgreSQL, its primary key there and the sync's "
+                                             "state (`postgres`: version synced, gold's version, versions and "
+                                             "seconds behind, rows, when).")
     tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
     tables.set_defaults(run=_tables)
 

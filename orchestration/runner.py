@@ -72,7 +72,7 @@ def _attempt(name: str, spark: SparkSession, settings: Settings, retries: int | 
     delay_s = declared.retry_delay_s if delay_s is None else delay_s
     for attempt in range(1, retries + 2):
         try:
-            return function(spark, settings), attempt
+            return (function(spark, settings) if declared.uses_spark else function(settings)), attempt
         except NOT_RETRIED:
             raise
         except Exception as error:  # noqa: BLE001 - any other failure may be transient: retry, then give up
@@ -84,9 +84,10 @@ def _attempt(name: str, spark: SparkSession, settings: Settings, retries: int | 
     raise AssertionError("unreachable")
 
 
-def run_pipeline(spark: SparkSession, settings: Settings, steps: list[str] | None = None,
+def run_pipeline(spark: SparkSession | None, settings: Settings, steps: list[str] | None = None,
                  retries: int | None = None, delay_s: float | None = None) -> dict[str, str]:
-    """Run `steps` (default all) in DAG order; `retries` and `delay_s` override every step's policy. Returns
+    """Run `steps` (default all) in DAG order (`spark` may be None when none of them uses Spark); `retries` and
+    `delay_s` override every step's policy. Returns
     each step's summary. A step failing after its retries stops the run with PipelineError; the run summary is
     logged and written either way. Each step is a stage of the console view (lakehouse.log), the run another."""
     names, run = steps or list(STEP_ORDER), PipelineRun()

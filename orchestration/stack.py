@@ -11,16 +11,19 @@ import base64
 import hashlib
 import logging
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehouse.health import heartbeat_file, heartbeat_fresh, http_ok, kafka_answers, port_open
+from lakehouse.health import heartbeat_file, heartbeat_fresh, http_ok, kafka_answers, port_open, postgres_answers
 from lakehouse.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class Service:
     healthy: Callable[[], bool]
     prepare: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
+    stop_signal: signal.Signals = signal.SIGTERM
 
 
 def _kafka_service(settings: Settings) -> Service:
@@ -150,6 +154,92 @@ def _mlflow_service(settings: Settings) -> Service:
     )
 
 
+# PostgreSQL refuses to run as root: as root, the stack runs its programs as the `postgres` user that Debian's
+# package creates.
+POSTGRES_OS_USER = "postgres"
+
+
+def _postgres_service(settings: Settings) -> Service:
+    """The operational database: Debian's PostgreSQL server on its own data folder under the state folder,
+    initialised on the first start with the settings' user, password and database; TCP on loopback only."""
+    home = settings.state_dir / "postgres"
+    data = home / "data"
+    server = settings.postgres_bin_dir / "postgres"
+    options = {
+        "listen_addresses": settings.pg_host, "port": str(settings.pg_port),
+        # No Unix socket: its path length is limited, and every client here connects over TCP.
+        "unix_socket_directories": "",
+        # Its log is the service's log file (stderr); one line per statement that fails or runs over 1 s.
+        "logging_collector": "off", "log_min_duration_statement": "1000",
+        "shared_buffers": "128MB", "max_connections": "50",
+    }
+
+    def prepare() -> None:
+        if not server.exists():
+            raise StackError(f"postgres: no server program at {server}; install it with `make postgres` (Debian's "
+                             f"postgresql-15), or set LAKEHOUSE_POSTGRES_BIN_DIR")
+        home.mkdir(parents=True, exist_ok=True)
+        if not (data / "PG_VERSION").exists():
+            _initialise_postgres(settings, home, data)
+
+    return Service(
+        name="postgres",
+        command=[*_as_postgres_user(), str(server), "-D", str(data),
+                 *(arg for name, value in options.items() for arg in ("-c", f"{name}={value}"))],
+        port=settings.pg_port,
+        healthy=lambda: postgres_answers(settings),
+        prepare=prepare,
+        # SIGTERM is PostgreSQL's smart shutdown, which waits for every client to leave; SIGINT is its fast one.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def _as_postgres_user() -> list[str]:
+    """The command prefix that runs a PostgreSQL program as the `postgres` user when we are root (nothing else)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={POSTGRES_OS_USER}", f"--regid={POSTGRES_OS_USER}", "--init-groups"]
+
+
+def _initialise_postgres(settings: Settings, home: Path, data: Path) -> None:
+    """initdb with the settings' superuser and password (from a private file, never a command line), then the
+    settings' database, created in single-user mode before the server first starts."""
+    log.info("initialising postgres", extra={"data": str(data), "user": settings.pg_user})
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(POSTGRES_OS_USER)
+        _let_others_traverse(home)
+        os.chown(home, account.pw_uid, account.pw_gid)
+    bin_dir = settings.postgres_bin_dir
+    with tempfile.NamedTemporaryFile("w", dir=home, prefix=".pw-", delete=True) as password_file:
+        password_file.write(settings.pg_password.get_secret_value() + "\n")
+        password_file.flush()
+        if os.geteuid() == 0:
+            os.chown(password_file.name, account.pw_uid, account.pw_gid)
+        _run_postgres_program(
+            [str(bin_dir / "initdb"), "-D", str(data), "--username", settings.pg_user, "--pwfile", password_file.name,
+             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"],
+            "initdb")
+    database = settings.pg_database.replace('"', '""')
+    _run_postgres_program([str(bin_dir / "postgres"), "--single", "-D", str(data), "-c", "unix_socket_directories=",
+                           "postgres"], "creating the database", stdin=f'CREATE DATABASE "{database}";\n')
+
+
+def _run_postgres_program(command: list[str], what: str, stdin: str | None = None) -> None:
+    done = subprocess.run([*_as_postgres_user(), *command], input=stdin, capture_output=True, text=True)
+    if done.returncode != 0 or "ERROR:" in done.stderr:
+        raise StackError(f"postgres: {what} failed: {done.stderr.strip()[-2000:]}")
+
+
+def _let_others_traverse(folder: Path) -> None:
+    """Add the search (x) permission for others on every ancestor of `folder` that lacks it: the `postgres` user
+    must reach its data folder. Nothing becomes readable or listable."""
+    for ancestor in reversed(folder.resolve().parents):
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(mode | stat.S_IXOTH)
+            log.info("let the postgres user traverse a folder", extra={"folder": str(ancestor)})
+
+
 def _child_env(settings: Settings) -> dict[str, str]:
     """Where a Python service finds the stack: it reads its settings from the environment, so pass
     this stack's, not the caller's."""
@@ -159,6 +249,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "LAKEHOUSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
+            "PGPASSWORD": settings.pg_password.get_secret_value(), "PGDATABASE": settings.pg_database,
             **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {}),
             **({"LAKEHOUSE_S3_ENDPOINT": settings.s3_endpoint} if settings.s3_endpoint else {})}
 
@@ -198,8 +290,8 @@ def _serving_service(settings: Settings) -> Service:
 
 def services(settings: Settings) -> list[Service]:
     """The native stack in start order."""
-    return [_kafka_service(settings), _mlflow_service(settings), _streaming_service(settings),
-            _serving_service(settings)]
+    return [_kafka_service(settings), _mlflow_service(settings), _postgres_service(settings),
+            _streaming_service(settings), _serving_service(settings)]
 
 
 class Stack:
@@ -285,7 +377,7 @@ class Stack:
             pid = self.pid(service)
             if pid is None:
                 continue
-            _stop_group(pid)
+            _stop_group(pid, service.stop_signal)
             self.pid_file(service).unlink(missing_ok=True)
             log.info("stopped", extra={"service": service.name, "pid": pid})
             stopped.append(service.name)
@@ -306,10 +398,10 @@ class Stack:
         os.execvp("tail", ["tail", "-n", "50", *(["-F"] if follow else []), *files])
 
 
-def _stop_group(pid: int) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after the grace period."""
+def _stop_group(pid: int, stop_signal: signal.Signals = signal.SIGTERM) -> None:
+    """Send `stop_signal` to the process group, then SIGKILL what is left after the grace period."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, stop_signal)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_GRACE_S

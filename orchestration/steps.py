@@ -66,7 +66,8 @@ class Argument:
 @dataclass(frozen=True)
 class Step:
     """A pipeline step. `function` is `module:name` of a `(spark, settings, **options) -> str` that returns a
-    one-line summary; the options are the step's arguments, by their argparse `dest`."""
+    one-line summary; the options are the step's arguments, by their argparse `dest`. A step that does not use
+    Spark (`uses_spark` False) takes `(settings, **options)`, and running it alone starts no Spark driver."""
 
     name: str
     function: str
@@ -75,6 +76,7 @@ class Step:
     arguments: tuple[Argument, ...] = ()
     retries: int = RETRIES
     retry_delay_s: float = RETRY_DELAY_S
+    uses_spark: bool = True
 
     def load(self) -> Callable[..., str]:
         module, _, name = self.function.partition(":")
@@ -149,6 +151,13 @@ STEPS: tuple[Step, ...] = (
          "Price every SKU of the newest pricing-features day with the champion model under the guardrails, and "
          "price every zone x weight band x service level x carrier with the champion shipping model; replaces that "
          "day's rows."),
+    Step("sync", "operational.sync:step",
+         "gold.prices and gold.shipping_rate_cards -> the operational database (PostgreSQL)",
+         "Copy each gold table the e-commerce platform reads into PostgreSQL under the same name, at its latest Delta "
+         "version, in one transaction per table (a reader sees the old rows or the new, never a mix), and create the "
+         "platform's views (docs/operational.md). The version synced is recorded: the same version writes nothing. "
+         "Runs after every `score`; exits 1 when PostgreSQL does not answer (the synced tables keep their version).",
+         uses_spark=False),
     Step("monitor", "spark_jobs.monitor:step",
          "measure tables, quality, drift, models, experiment and API; send PagerDuty alerts",
          "Check freshness and volume of every table, quality failures, schema drift, feature drift (PSI against "

@@ -32,7 +32,7 @@ def fake_steps(monkeypatch):
 def test_select_steps_keeps_dag_order():
     assert pipeline.select_steps() == list(STEP_ORDER)
     assert pipeline.select_steps(["score", "gold"]) == ["gold", "score"]
-    assert pipeline.select_steps(start="promote") == ["promote", "score", "monitor"]
+    assert pipeline.select_steps(start="promote") == ["promote", "score", "sync", "monitor"]
     with pytest.raises(ValueError, match=r"unknown steps \['bronze'\]"):
         pipeline.select_steps(["bronze"])
 

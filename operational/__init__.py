@@ -1,0 +1,1 @@
+"""The operational database: gold tables synced into PostgreSQL for the e-commerce platform."""
