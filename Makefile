@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 STACK ?= native
 PYTEST_ARGS ?=
 
-.PHONY: help install jars browser up down status logs test bench pipeline demo lint lock compose-check
+.PHONY: help install jars browser postgres up down status logs test bench pipeline demo lint lock compose-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,7 +58,7 @@ logs: ## tail the services' logs
 	$(DOCKER_ENGINE)
 	docker compose logs -f --tail 50
 else
-up: $(INSTALLED) $(JARS)
+up: $(INSTALLED) $(JARS) postgres
 	@$(LAKEHOUSE) up
 down:
 	@if [ -x $(LAKEHOUSE) ]; then $(LAKEHOUSE) stack down; fi
@@ -80,7 +80,24 @@ browser: ## headless Chromium for the status page test (apt-get when root, other
 		echo "note: no $(CHROMIUM): the status page browser test will be skipped (install: sudo apt-get install chromium)" >&2; \
 	fi
 
-test: $(INSTALLED) $(JARS) browser ## run every test; integration tests start their own Kafka and MLflow
+# Debian's PostgreSQL server: the native stack's operational database (orchestration/stack.py). Its major version
+# is pinned here, in the settings' postgres_bin_dir and in docker-compose.yml's image (tests/infra/test_compose.py).
+POSTGRES_MAJOR := 15
+POSTGRES_SERVER := /usr/lib/postgresql/$(POSTGRES_MAJOR)/bin/postgres
+postgres: ## Debian's PostgreSQL server for the operational database (apt-get when root, otherwise says what to install)
+	@if [ -x $(POSTGRES_SERVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql-$(POSTGRES_MAJOR) (Debian) for the operational database" >&2; \
+		mkdir -p /etc/postgresql-common/createcluster.d; \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/lakehouse.conf; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$(POSTGRES_MAJOR) >/dev/null; \
+		pg_ctlcluster $(POSTGRES_MAJOR) main stop 2>/dev/null || true; \
+	else \
+		echo "error: no $(POSTGRES_SERVER): install Debian's postgresql-$(POSTGRES_MAJOR) (sudo apt-get install postgresql-$(POSTGRES_MAJOR))" >&2; \
+		exit 1; \
+	fi
+
+test: $(INSTALLED) $(JARS) browser postgres ## run every test; integration tests start their own Kafka, MLflow and PostgreSQL
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary
@@ -89,7 +106,7 @@ pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> .
 demo: $(INSTALLED) $(JARS) ## after make up: live shoppers and market shocks on the API (A/B), readout of measured vs true lift (DEMO_MINUTES=3)
 	@$(LAKEHOUSE) demo --minutes $(or $(DEMO_MINUTES),3)
 
-bench: $(INSTALLED) $(JARS) ## run the benchmarks; results in bench/results/*.json (BENCH_ARGS='--only NAME')
+bench: $(INSTALLED) $(JARS) postgres ## run the benchmarks; results in bench/results/*.json (BENCH_ARGS='--only NAME')
 	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(INSTALLED) ## ruff

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     """Validated at start-up; `get_settings()` returns the process-wide instance."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LAKEHOUSE_", env_file=REPO_ROOT / ".env", extra="ignore", frozen=True
+        env_prefix="LAKEHOUSE_", env_file=REPO_ROOT / ".env", extra="ignore", frozen=True,
+        # Settings(pg_port=...) as well as the PGPORT alias (tests build the settings of their own lakes)
+        populate_by_name=True,
     )
 
     stack: Literal["native", "docker"] = Field(

@@ -34,12 +34,14 @@ os.environ.update({
     "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(free_port()),
     "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+    "PGPORT": str(free_port()),
+    "PGPASSWORD": "lakehouse",  # the default: the README's psql line runs as it is (tests/operational)
     "LAKEHOUSE_SPARK_UI_ENABLED": "false",
     "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
     # Room for a whole simulated pipeline late in a long session (1g ran out of execution memory there).
     "LAKEHOUSE_SPARK_DRIVER_MEMORY": "2g",
 })
-for _name in ("STACK", "SPARK_MASTER_URL", "LAKEHOUSE_STORAGE_ROOT"):
+for _name in ("STACK", "SPARK_MASTER_URL", "LAKEHOUSE_STORAGE_ROOT", "PGHOST", "PGUSER", "PGDATABASE"):
     os.environ.pop(_name, None)
 
 # Project modules after the environment is set: their settings are read from it.
@@ -78,11 +80,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # session's fixtures down and unconfigures, so the broker, MLflow and the other servers stop too.
     # Python's default for SIGTERM ends the process at once and leaves them running.
     signal.signal(signal.SIGTERM, _interrupted)
-    # Kafka and MLflow take tens of seconds to come up: launch them now, so that they start while the
+    # Kafka and MLflow take tens of seconds to come up: launch them (and PostgreSQL) now, so that they start while the
     # Spark tests run, and let the `stack` fixture wait for their health.
     if _wants_integration(config):
         # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
-        config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow"])
+        config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow", "postgres"])
         config.stash[_STACK].start()
 
 
@@ -94,7 +96,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def stack(pytestconfig):
-    """The real Kafka broker and MLflow server of the test session, healthy."""
+    """The real Kafka broker, MLflow server and PostgreSQL of the test session, healthy."""
     if _STACK not in pytestconfig.stash:
         pytest.skip("integration tests deselected")
     running = pytestconfig.stash[_STACK]

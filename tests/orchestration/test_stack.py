@@ -1,4 +1,4 @@
-"""Integration: the real Kafka broker and MLflow server of the native stack."""
+"""Integration: the real Kafka broker, MLflow server and PostgreSQL of the native stack."""
 
 import socket
 import uuid
@@ -9,8 +9,10 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from pydantic import SecretStr
 
 from lakehouse.kafka import kafka_producer, send
+from lakehouse.postgres import PostgresUnavailable, connect
 from lakehouse.settings import Settings
 from orchestration.stack import Stack, StackError, kafka_cluster_id
 from tests.support import consume, free_port
@@ -19,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_stack_reports_healthy(stack):
-    assert [(row["service"], row["healthy"]) for row in stack.status()] == [("kafka", True), ("mlflow", True)]
+    assert [(row["service"], row["healthy"]) for row in stack.status()] == [
+        ("kafka", True), ("mlflow", True), ("postgres", True)]
 
 
 def test_settings_built_during_the_session_point_at_its_broker_and_mlflow(stack):
@@ -128,3 +131,40 @@ def test_the_broker_archives_its_classes_at_its_first_exit_and_maps_them_at_the_
         second.down()
     assert str(archive) in mapped  # the JVM uses it (a mismatched archive is ignored, never mapped)
     assert not stale.exists()
+
+
+def _command_lines() -> list[str]:
+    lines = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            lines.append((process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass  # ended meanwhile
+    return lines
+
+
+def test_postgres_keeps_its_data_across_a_restart_and_its_password_out_of_logs_and_command_lines(tmp_path, settings):
+    password = f"pw-{uuid.uuid4().hex}"
+    own = Settings(state_dir=tmp_path / "state", jars_dir=settings.jars_dir, pg_port=free_port(),
+                   pg_password=password, pg_user="platform", pg_database="shop_ops")
+    postgres = Stack(own, only=["postgres"])
+    postgres.up()
+    try:
+        assert not any(password in line for line in _command_lines())
+        with connect(own) as connection:
+            connection.execute("CREATE TABLE kept (id int PRIMARY KEY)")
+            connection.execute("INSERT INTO kept VALUES (1), (2)")
+        postgres.down()
+        postgres.up()  # the data folder exists: no second initialisation
+        with connect(own) as connection:
+            assert connection.execute("SELECT current_user, current_database(), array_agg(id ORDER BY id) FROM kept"
+                                      ).fetchone() == ("platform", "shop_ops", [1, 2])
+        with pytest.raises(PostgresUnavailable, match="password authentication failed"):
+            connect(own.model_copy(update={"pg_password": SecretStr("wrong")}))
+    finally:
+        postgres.down()
+    assert postgres.pid(postgres.services[0]) is None
+    with socket.socket() as sock:
+        assert sock.connect_ex((own.pg_host, own.pg_port)) != 0
+    logged = [path for path in (tmp_path / "state").rglob("*") if path.is_file() and path.suffix in (".log", ".json")]
+    assert logged and not any(password in path.read_text(errors="replace") for path in logged)
