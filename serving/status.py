@@ -3,7 +3,8 @@
 One HTML page with no external assets and no script: the latest monitoring run's table freshness and
 volume, data-quality failures per quality run, feature drift (PSI), the models served (live, from the
 API's model store) and the shipping MAE across monitoring runs, the experiment readout, the open
-alerts, and the API's latency and error rate (live, from its own metrics, and across monitoring runs).
+alerts, the API's latency and error rate (live, from its own metrics, and across monitoring runs), and the
+tables synced to the operational database (live: version synced, versions and seconds behind gold).
 No API key is needed: it shows no customer data.
 
 The monitoring tables are read with delta-rs in the API's child-process reader
@@ -26,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from lakehouse.delta_reader import DeltaReader, DeltaReadError, storage_options
+from lakehouse.postgres import PostgresUnavailable, sync_states
 from lakehouse.settings import Settings
 from lakehouse.tables import table
 from monitoring.alerts import alert_states
@@ -200,8 +202,29 @@ def _history(metrics: pd.DataFrame, check: str, metric_names: Sequence[str]) -> 
             for (subject, metric), group in rows.groupby(["subject", "metric"])}
 
 
+def _synced(synced: dict[str, dict] | str) -> str:
+    """The synced tables' state (`lakehouse.postgres.sync_states`), or why it is unknown."""
+    if isinstance(synced, str):
+        return f"<p>{_badge('error', 'unknown')} {_esc(synced)}</p>"
+
+    def behind(state: dict) -> str:
+        if state["synced_version"] is None:
+            return _badge(NO_VALUE, "not synced yet" if state["gold_version"] is not None else "no gold table yet")
+        late = state["versions_behind"]
+        return _badge(OK if late == 0 else BREACH, f"{late} behind, {state['lag_s']:g} s")
+
+    return _table_html(("table", "version synced", "gold version", "behind", "rows", "synced at (UTC)"), (
+        (_esc(name), _esc(_or_dash(state["synced_version"])), _esc(_or_dash(state["gold_version"])), behind(state),
+         _esc(_or_dash(state["rows"])), _esc((state["synced_at"] or "-")[:19].replace("T", " ")))
+        for name, state in synced.items()))
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def _sections(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, models: dict[str, str | None],
-              live_api: pd.DataFrame | None) -> list[tuple[str, str]]:
+              live_api: pd.DataFrame | None, synced: dict[str, dict] | str) -> list[tuple[str, str]]:
     latest = _latest_run(metrics) if metrics is not None and len(metrics) else None
 
     def latest_rows(check: str, metric: str | None = None) -> pd.DataFrame:
@@ -232,6 +255,7 @@ def _sections(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, mode
                      bar_chart(_bars(fresh), threshold(fresh), " h")))
     sections.append(("Table volume (rows of the last day / mean of the 7 days before)",
                      bar_chart(_bars(ratio), threshold(ratio), "×")))
+    sections.append(("Operational database: tables synced to PostgreSQL", _synced(synced)))
     # Quality over time: failed rules per quality run, one series per table
     quality = pd.DataFrame() if latest is None else latest.loc[latest["check"] == "quality"]
     by_table = {}
@@ -306,8 +330,9 @@ def _tiles(latest: pd.DataFrame | None) -> str:
 
 
 def render_page(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, models: dict[str, str | None],
-                live_api: pd.DataFrame | None, now: datetime) -> str:
-    """The whole page from the monitoring tables (None: not there yet) and the API's live state."""
+                live_api: pd.DataFrame | None, synced: dict[str, dict] | str, now: datetime) -> str:
+    """The whole page from the monitoring tables (None: not there yet), the API's live state and the synced
+    tables' state (or why it is unknown)."""
     latest = _latest_run(metrics) if metrics is not None and len(metrics) else None
     if latest is not None:
         breaches = int((latest["status"] == BREACH).sum())
@@ -318,7 +343,7 @@ def render_page(metrics: pd.DataFrame | None, alert_log: pd.DataFrame | None, mo
         headline = (f'{_badge(NO_VALUE, "no data yet")} the monitoring job has not run yet '
                     '(<code>lakehouse monitor</code>)')
     body = "".join(f"<section><h2>{_esc(title)}</h2>{content}</section>"
-                   for title, content in _sections(metrics, alert_log, models, live_api))
+                   for title, content in _sections(metrics, alert_log, models, live_api, synced))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Lakehouse status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -380,7 +405,11 @@ class StatusPage:
         serving = getattr(request.app.state, "serving", None)
         models = serving.models.versions() if serving is not None else {}
         live_api = api_metrics(serving.metrics.render()[0].decode(), now) if serving is not None else None
-        return HTMLResponse(render_page(tables[METRICS_TABLE], tables[ALERTS_TABLE], models, live_api, now))
+        try:
+            synced = sync_states(self.settings, self.reader)
+        except (PostgresUnavailable, DeltaReadError) as err:  # the page still answers, saying why
+            synced = str(err)
+        return HTMLResponse(render_page(tables[METRICS_TABLE], tables[ALERTS_TABLE], models, live_api, synced, now))
 
     def close(self) -> None:
         self.reader.close()

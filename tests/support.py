@@ -4,17 +4,23 @@ running broker and MLflow server."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
 import time
 import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from confluent_kafka import Consumer, Message
 
+from lakehouse import delta
+from lakehouse.schemas.scores import PRICES
 from lakehouse.settings import Settings
+from lakehouse.tables import table
 from orchestration.runner import run_pipeline
 from orchestration.steps import STEP_ORDER
 from simulator.config import SimConfig
@@ -58,9 +64,30 @@ def free_port() -> int:
 
 
 def run_simulated_pipeline(spark, settings: Settings, state_dir: Path, seed: int) -> tuple[Settings, dict]:
-    """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (monitoring has
-    its own tests, with its own webhook receiver and API)."""
+    """Simulate a market into `state_dir` and run the batch pipeline on it, ingest ... score (the sync and
+    monitoring have their own tests: monitoring with its own webhook receiver and API)."""
     own = Settings(state_dir=state_dir, jars_dir=settings.jars_dir)
     spark.catalog.clearCache()  # whatever earlier tests left cached is not this pipeline's memory
     generate(SimConfig(seed=seed, **SIMULATION), own.landing_dir, own.truth_dir)
-    return own, run_pipeline(spark, own, [step for step in STEP_ORDER if step != "monitor"])
+    return own, run_pipeline(spark, own, [step for step in STEP_ORDER if step not in ("sync", "monitor")])
+
+
+def prices_frame(skus: int, price: float, day: date = date(2026, 10, 1)) -> pd.DataFrame:
+    """A gold.prices day of `skus` SKUs at one price, with the values an encoding can get wrong: nulls, NaN,
+    empty strings and lists, quotes and backslashes in list elements."""
+    reasons = [["PRICE_ENDING"], [], ['quote"d', "back\\slash", "comma,brace}"], ["MARGIN_FLOOR", ""]]
+    return pd.DataFrame({
+        "sku": [f"SKU-{i:06d}" for i in range(skus)],
+        "category": [None if i % 7 == 0 else ("" if i % 11 == 0 else "kitchen") for i in range(skus)],
+        "valid_from": day, "price_usd": price, "strategy": "optimizer", "candidate_price_usd": price + 0.5,
+        "guardrails": [reasons[i % len(reasons)] for i in range(skus)], "rule_based_price_usd": price - 1.0,
+        "current_price_usd": [None if i % 5 == 0 else price for i in range(skus)], "unit_cost_usd": price / 2,
+        "competitor_min_price_usd": price * 1.1,
+        "expected_units": [math.nan if i % 3 == 0 else 4.25 for i in range(skus)], "expected_profit_usd": 1.5,
+        "model_name": "pricing", "model_version": "3",
+        "scored_at": datetime(2026, 10, 1, 3, 4, 5, 123456, tzinfo=UTC),
+    })
+
+
+def write_prices(spark, settings: Settings, frame: pd.DataFrame) -> None:
+    delta.replace(spark.createDataFrame(frame, PRICES), table("gold.prices"), settings)

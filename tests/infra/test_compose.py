@@ -36,13 +36,14 @@ def test_compose_file_is_valid_against_the_compose_spec():
 
 def test_compose_runs_the_services_the_design_names():
     assert set(SERVICES) == {"kafka", "minio", "minio-init", "spark-master", "spark-worker", "mlflow", "api",
-                             "prometheus", "grafana"}
+                             "postgres", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize(("service", "ports"), [
     ("kafka", ["9092:9092"]),
     ("mlflow", ["5000:5000"]),
     ("api", ["8000:8000"]),
+    ("postgres", ["5432:5432"]),
     ("minio", ["9000:9000", "9001:9001"]),
     ("spark-master", ["7077:7077", "8080:8080"]),
     ("prometheus", ["9090:9090"]),
@@ -53,10 +54,11 @@ def test_ports_are_the_native_ones(service, ports):
 
 
 def test_native_defaults_use_the_same_ports(monkeypatch):
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LAKEHOUSE_API_PORT"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LAKEHOUSE_API_PORT", "PGPORT"):
         monkeypatch.delenv(name, raising=False)
     defaults = Settings(_env_file=None)
     assert defaults.kafka_host_port[1] == 9092
+    assert defaults.pg_port == 5432
     assert defaults.mlflow_host_port[1] == 5000
     assert defaults.api_port == 8000
 
@@ -80,6 +82,23 @@ def test_images_are_pinned_and_match_the_pinned_versions():
     spark_image_version = images["spark-master"].split(":")[1].split("-")[0]
     assert spark_image_version == locked("pyspark") == pom_property("spark.version")
     assert images["kafka"] == f"apache/kafka:{pom_property('kafka.broker.version')}"
+
+
+def test_postgres_image_has_the_major_version_of_the_native_server_and_the_same_credentials(monkeypatch):
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    major = re.search(r"^POSTGRES_MAJOR := (\d+)$", makefile, re.MULTILINE).group(1)
+    assert re.fullmatch(rf"postgres:{major}\.\d+-bookworm", SERVICES["postgres"]["image"])
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "LAKEHOUSE_POSTGRES_BIN_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings(_env_file=None)
+    assert defaults.postgres_bin_dir.parts[-2:] == (major, "bin")
+    server = SERVICES["postgres"]["environment"]
+    assert (server["POSTGRES_USER"], server["POSTGRES_PASSWORD"], server["POSTGRES_DB"]) == (
+        SHARED_ENV["PGUSER"], SHARED_ENV["PGPASSWORD"], SHARED_ENV["PGDATABASE"])
+    assert SHARED_ENV["PGUSER"] == f"${{PGUSER:-{defaults.pg_user}}}"
+    assert SHARED_ENV["PGPASSWORD"] == f"${{PGPASSWORD:-{defaults.pg_password.get_secret_value()}}}"
+    assert SHARED_ENV["PGDATABASE"] == f"${{PGDATABASE:-{defaults.pg_database}}}"
+    assert (SHARED_ENV["PGHOST"], SHARED_ENV["PGPORT"]) == ("postgres", defaults.pg_port)
 
 
 def test_kafka_image_matches_the_broker_jars_the_native_stack_runs(settings):

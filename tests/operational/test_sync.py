@@ -5,22 +5,20 @@ import re
 import subprocess
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import date
 
-import pandas as pd
 import psycopg
 import pyarrow as pa
 import pytest
 
-from lakehouse import delta
 from lakehouse.delta_reader import DeltaReader
 from lakehouse.postgres import PostgresUnavailable, connect, sync_states
-from lakehouse.schemas.scores import PRICES
 from lakehouse.settings import REPO_ROOT, Settings
 from lakehouse.tables import synced_tables, table
 from operational.sync import columns, csv_bytes, postgres_type, run
 from orchestration.runner import run_pipeline
 from orchestration.stack import Stack
+from tests.support import prices_frame, write_prices
 
 pytestmark = pytest.mark.integration
 
@@ -48,27 +46,6 @@ def postgres_rows(settings: Settings, name: str) -> list[dict]:
         cursor.execute(f"SELECT * FROM {name} ORDER BY {', '.join(target.postgres_key)}")
         names = [column.name for column in cursor.description]
         return [{k: _normal(v) for k, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
-
-
-def prices_frame(skus: int, price: float, day: date = date(2026, 10, 1)) -> pd.DataFrame:
-    """A gold.prices day of `skus` SKUs at one price, with the values an encoding can get wrong: nulls, NaN,
-    empty strings and lists, quotes and backslashes in list elements."""
-    reasons = [["PRICE_ENDING"], [], ['quote"d', "back\\slash", "comma,brace}"], ["MARGIN_FLOOR", ""]]
-    return pd.DataFrame({
-        "sku": [f"SKU-{i:06d}" for i in range(skus)],
-        "category": [None if i % 7 == 0 else ("" if i % 11 == 0 else "kitchen") for i in range(skus)],
-        "valid_from": day, "price_usd": price, "strategy": "optimizer", "candidate_price_usd": price + 0.5,
-        "guardrails": [reasons[i % len(reasons)] for i in range(skus)], "rule_based_price_usd": price - 1.0,
-        "current_price_usd": [None if i % 5 == 0 else price for i in range(skus)], "unit_cost_usd": price / 2,
-        "competitor_min_price_usd": price * 1.1,
-        "expected_units": [math.nan if i % 3 == 0 else 4.25 for i in range(skus)], "expected_profit_usd": 1.5,
-        "model_name": "pricing", "model_version": "3",
-        "scored_at": datetime(2026, 10, 1, 3, 4, 5, 123456, tzinfo=UTC),
-    })
-
-
-def write_prices(spark, settings: Settings, frame: pd.DataFrame) -> None:
-    delta.replace(spark.createDataFrame(frame, PRICES), table("gold.prices"), settings)
 
 
 @pytest.fixture

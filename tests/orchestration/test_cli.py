@@ -22,12 +22,12 @@ from tests.support import free_port
 UP_HELP = """\
 usage: lakehouse up [-h] [--wait WAIT]
 
-What `make up` runs: start Kafka, MLflow and the API (the first run simulates
-the default market and runs the pipeline before the API starts), wait until
-the API's models and features are loaded, start the streaming driver in the
-background (`lakehouse stack status` shows when it is healthy), then print the
-addresses, the API key file and a request to paste. Does only what is missing:
-a second run returns in seconds.
+What `make up` runs: start Kafka, MLflow, PostgreSQL and the API (the first
+run simulates the default market and runs the pipeline before the API starts),
+wait until the API's models and features are loaded, start the streaming
+driver in the background (`lakehouse stack status` shows when it is healthy),
+then print the addresses, the API key file and a request to paste. Does only
+what is missing: a second run returns in seconds.
 
 options:
   -h, --help   show this help message and exit
@@ -46,6 +46,8 @@ def _where(state: str, cli_path: str = ".venv/bin/lakehouse") -> list[str]:
         """                        -H 'content-type: application/json' -d '{"sku": "SKU-001362"}'""",
         "  MLflow UI        http://127.0.0.1:5000",
         "  Kafka broker     127.0.0.1:9092",
+        "  PostgreSQL       psql -h 127.0.0.1 -p 5432 -U lakehouse lakehouse  "
+        "(password: $PGPASSWORD, by default lakehouse)",
         "  streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy",
         f"  tables           {cli_path} tables",
         "  status, stop     make status, make down",
@@ -78,7 +80,7 @@ def test_the_warm_path_imports_neither_spark_nor_the_jobs_nor_the_api():
 def fake_stack(monkeypatch, tmp_path, restored_logging):
     """`lakehouse up` on a state folder of its own with the services faked: the calls, in order."""
     own = Settings(state_dir=tmp_path / "state", kafka_bootstrap_servers="127.0.0.1:9092",
-                   mlflow_tracking_uri="http://127.0.0.1:5000", api_host="127.0.0.1", api_port=8000)
+                   mlflow_tracking_uri="http://127.0.0.1:5000", api_host="127.0.0.1", api_port=8000, pg_port=5432)
     own.state_dir.mkdir()
     (own.state_dir / "api_key.txt").write_text("lh_secret\n")
     calls = []
@@ -110,15 +112,16 @@ def test_a_warm_up_starts_mlflow_and_the_api_first_kafka_next_and_the_streaming_
     own.bootstrap_marker.write_text("{}")
 
     assert cli.main(["up"]) == 0
-    assert calls == [("start", ["mlflow", "serving"]), ("wait_healthy", ["mlflow"]), ("up", ["kafka"]),
-                     ("wait_healthy", ["serving"]), ("up", ["serving"]), ("ready", 180.0), ("start", ["streaming"])]
+    assert calls == [("start", ["mlflow", "serving", "postgres"]), ("wait_healthy", ["mlflow"]), ("up", ["kafka"]),
+                     ("wait_healthy", ["serving", "postgres"]), ("up", ["serving"]), ("ready", 180.0),
+                     ("start", ["streaming"])]
     out = capsys.readouterr()
-    assert _seconds_zeroed(out.err) == ["      services      0.0 s  mlflow, serving, kafka healthy",
+    assert _seconds_zeroed(out.err) == ["      services      0.0 s  mlflow, serving, kafka, postgres healthy",
                                         "      api           0.0 s  ready: models and features loaded"]
     assert out.out.splitlines() == _where(str(own.state_dir))
     logged = [json.loads(line) for line in (own.logs_dir / "up.log").read_text().splitlines()]
     assert [(entry["msg"], entry.get("summary")) for entry in logged] == [
-        ("services started", None), ("services done", "mlflow, serving, kafka healthy"),
+        ("services started", None), ("services done", "mlflow, serving, kafka, postgres healthy"),
         ("api started", None), ("api done", "ready: models and features loaded")]
 
 
@@ -127,9 +130,9 @@ def test_the_first_up_builds_the_lake_before_it_starts_the_api(fake_stack, monke
     monkeypatch.setattr(cli, "_bootstrap", lambda settings: calls.append(("bootstrap", settings)) or True)
 
     assert cli.main(["up", "--wait", "30"]) == 0
-    assert calls == [("up", ["kafka", "mlflow"]), ("bootstrap", own), ("up", ["serving"]), ("ready", 30.0),
+    assert calls == [("up", ["kafka", "mlflow", "postgres"]), ("bootstrap", own), ("up", ["serving"]), ("ready", 30.0),
                      ("start", ["streaming"])]
-    assert _seconds_zeroed(capsys.readouterr().err)[0] == "      services      0.0 s  kafka, mlflow healthy"
+    assert _seconds_zeroed(capsys.readouterr().err)[0] == "      services      0.0 s  kafka, mlflow, postgres healthy"
 
 
 def test_a_service_that_does_not_start_fails_up_with_its_log_named(fake_stack, monkeypatch, capsys):
@@ -142,11 +145,11 @@ def test_a_service_that_does_not_start_fails_up_with_its_log_named(fake_stack, m
 
     monkeypatch.setattr(cli, "_wait_api_ready", broken)
     assert cli.main(["up"]) == 1
-    assert calls[-2:] == [("wait_healthy", ["serving"]), ("up", ["serving"])]  # no streaming driver
+    assert calls[-2:] == [("wait_healthy", ["serving", "postgres"]), ("up", ["serving"])]  # no streaming driver
     out = capsys.readouterr()
     assert out.out == ""
     assert _seconds_zeroed(out.err) == [
-        "      services      0.0 s  mlflow, serving, kafka healthy",
+        "      services      0.0 s  mlflow, serving, kafka, postgres healthy",
         "      api           0.0 s  failed: the API at http://127.0.0.1:8000/readyz is not ready after 180 s "
         "(['model pricing@champion']); read .state/logs/serving.log (log: state/logs/up.log)"]
 
@@ -159,7 +162,7 @@ def test_a_warm_make_up_is_a_few_lines_and_does_not_wait_for_the_streaming_drive
     lake, _ = simulated_lake
     own = Settings(state_dir=tmp_path / "state", jars_dir=settings.jars_dir,
                    kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-                   mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}", api_port=free_port(),
+                   mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}", api_port=free_port(), pg_port=free_port(),
                    mlflow_artifacts_destination=str(settings.state_dir / "mlflow" / "artifacts"))
     shutil.copytree(lake.lake_root, own.lake_root)
     (own.state_dir / "mlflow").mkdir()
@@ -171,6 +174,7 @@ def test_a_warm_make_up_is_a_few_lines_and_does_not_wait_for_the_streaming_drive
            "KAFKA_BOOTSTRAP_SERVERS": own.kafka_bootstrap_servers,
            "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(own.kafka_controller_port),
            "MLFLOW_TRACKING_URI": own.mlflow_tracking_uri, "LAKEHOUSE_API_PORT": str(own.api_port),
+           "PGPORT": str(own.pg_port),
            "LAKEHOUSE_MLFLOW_ARTIFACTS_DESTINATION": own.mlflow_artifacts_destination}
     env.pop("LAKEHOUSE_LOG_FORMAT", None)
     lakehouse = str(Path(sys.executable).parent / "lakehouse")
@@ -183,7 +187,7 @@ def test_a_warm_make_up_is_a_few_lines_and_does_not_wait_for_the_streaming_drive
         subprocess.run([lakehouse, "stack", "down"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=300)
 
     assert ran.returncode == 0, ran.stderr
-    assert _seconds_zeroed(ran.stderr) == ["      services      0.0 s  mlflow, serving, kafka healthy",
+    assert _seconds_zeroed(ran.stderr) == ["      services      0.0 s  mlflow, serving, kafka, postgres healthy",
                                            "      api           0.0 s  ready: models and features loaded"]
     lines = ran.stdout.splitlines()
     assert len(lines) + 2 <= 40

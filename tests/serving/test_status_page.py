@@ -1,15 +1,18 @@
-"""The status page: answers before the monitoring job ever ran, and draws its charts in headless Chromium."""
+"""The status page: answers before the monitoring job ever ran, draws its charts in headless Chromium and shows
+the synced tables' state."""
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from lakehouse.schemas.monitoring import ALERTS, MONITORING_METRICS
 from lakehouse.tables import table
+from operational.sync import run as sync
 from serving.app import create_app
 from serving.status import LABEL_CHARS, interval_chart
-from tests.support import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, needs_chromium, prices_frame, write_prices
 
 
 def test_a_long_chart_label_is_cut_to_fit_and_its_tooltip_keeps_it_whole():
@@ -79,10 +82,13 @@ SECTIONS_JS = """sections => sections.map(s => [s.querySelector('h2').textConten
 
 
 @needs_chromium
-def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, served):
+@pytest.mark.integration  # the synced tables' state: the session's PostgreSQL
+def test_status_page_draws_its_charts_in_headless_chromium(stack, spark, own_settings, served):
     from playwright.sync_api import sync_playwright
 
     _write_monitoring_tables(spark, own_settings, datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    write_prices(spark, own_settings, prices_frame(3, 9.99))
+    sync(own_settings)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
@@ -95,12 +101,15 @@ def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, 
             tiles = page.eval_on_selector_all(".tile", "tiles => tiles.map(t => [t.className, t.innerText])")
             headline = page.text_content("body > p")
             open_alerts = page.text_content("section:first-of-type table")
+            synced = page.eval_on_selector_all(
+                "section:nth-of-type(4) tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText))")
         finally:
             browser.close()
     assert drawn == {
         "Open alerts": [],
         "Table freshness (hours since the last commit)": [["chart bars", [40.0, 2.0]]],
         "Table volume (rows of the last day / mean of the 7 days before)": [["chart bars", [0.4]]],
+        "Operational database: tables synced to PostgreSQL": [],
         "Data quality: failed rules per quality run (tables with failures)": [["chart line", [3.0, 1.0]]],
         "Schema drift (findings in the last day)": [],
         "Feature drift: PSI of the latest snapshot against the training window": [["chart bars", [6.9, 0.05]]],
@@ -115,3 +124,7 @@ def test_status_page_draws_its_charts_in_headless_chromium(spark, own_settings, 
         ("tile breach", "Schema 1 breached"), ("tile breach", "Feature drift 1 breached"),
         ("tile ok", "Shipping model ok"), ("tile ok", "Experiment ok"), ("tile ok", "API ok")]
     assert "typical_price_usd drifted: PSI 6.900" in open_alerts
+    assert [row[:5] for row in synced] == [
+        ["table", "version synced", "gold version", "behind", "rows"],
+        ["gold.prices", "0", "0", "0 behind, 0 s", "3"],
+        ["gold.shipping_rate_cards", "-", "-", "no gold table yet", "-"]]
