@@ -6,8 +6,9 @@ books (90,000 rows), and 90 days of rate cards (8 zones x 12 weight bands x 3 se
 77,760 rows).
 
 - **Sync**: the wall time of `operational.sync` for each table (a new Delta version: the newest day scored
-  again), against the same-run floor: the bare `COPY` of the same rows, already as CSV, into an empty table
-  without keys. A re-sync of the same version (nothing to write) is in the details.
+  again), against the same-run floor: the same rows read from Delta, written as CSV and `COPY`ed into an empty
+  table without keys (no swap transaction, index, state or views). A re-sync of the same version (nothing to
+  write) is in the details.
 - **Lookups**: pgbench (PostgreSQL's own load generator, 4 clients on 2 threads, `DURATION_S` each) runs the
   platform's two reads: the price of a random SKU now (`shop.current_prices`) and a parcel's quote
   (`shop.shipping_quote`). p50 and p99 from pgbench's per-transaction log, against the same lookups on the
@@ -47,7 +48,7 @@ SKUS, DAYS, FIRST_DAY = 1_000, 90, date(2026, 8, 1)
 ZONES, BANDS_KG, LEVELS, CARRIERS = range(1, 9), (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40), \
     ("economy", "standard", "express"), ("northpost", "rapidparcel", "bluefreight")
 DURATION_S, CLIENTS, THREADS = 20, 4, 2
-TARGET_SYNC_S, TARGET_SYNC_RATIO, TARGET_LOOKUP_RATIO = 10.0, 5.0, 2.0
+TARGET_SYNC_S, TARGET_SYNC_RATIO, TARGET_LOOKUP_RATIO = 10.0, 2.0, 2.0
 LOOKUPS = {
     "price": "\\set n random(0, {last_sku})\n"
              "SELECT price_usd FROM shop.current_prices WHERE sku = 'SKU-' || lpad(:n::text, 6, '0');\n",
@@ -87,22 +88,23 @@ def rate_cards(days: int, rng: np.random.Generator) -> pd.DataFrame:
                        scored_at=pd.Timestamp("2026-11-01", tz="UTC"))[[f.name for f in SHIPPING_RATE_CARDS]]
 
 
-def _bare_copy_s(settings: Settings, name: str) -> float:
-    """The floor: COPY the table's rows, already as CSV, into an empty table without keys."""
-    reader = DeltaReader()
-    try:
-        rows = reader.read(table(name).location(settings), reader.versions({"t": table(name).location(settings)})["t"])
-    finally:
-        reader.close()
-    data = csv_bytes(rows)
+def _floor_s(settings: Settings, name: str) -> float:
+    """The least a sync does: read the table's latest version from Delta, write it as CSV and COPY it into an
+    empty table without keys (no transaction swap, no index, no recorded state, no views)."""
+    location = table(name).location(settings)
     with connect(settings, autocommit=True) as connection:
         connection.execute("DROP TABLE IF EXISTS bench_floor")
         connection.execute(f"CREATE TABLE bench_floor (LIKE {name})")
         connection.execute("ALTER TABLE bench_floor DROP CONSTRAINT IF EXISTS bench_floor_pkey")
-        started = time.monotonic()
-        with connection.cursor().copy("COPY bench_floor FROM STDIN (FORMAT csv)") as copy:
-            copy.write(data)
-        seconds = time.monotonic() - started
+        reader = DeltaReader()
+        try:
+            started = time.monotonic()
+            rows = reader.read(location, reader.describe({name: location})[name]["version"])
+            with connection.cursor().copy("COPY bench_floor FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv_bytes(rows))
+            seconds = time.monotonic() - started
+        finally:
+            reader.close()
         connection.execute("DROP TABLE bench_floor")
     return seconds
 
@@ -154,7 +156,7 @@ def run(scale: float) -> list[BenchRecord]:
             spark.stop()
             timed = {r.table: r for r in sync(lake)}
             again = {r.table: round(r.seconds, 3) for r in sync(lake)}
-            floors = {name: _bare_copy_s(lake, name) for name in timed}
+            floors = {name: _floor_s(lake, name) for name in timed}
             lookups = {name: {"rows": _pgbench(lake, script.format(last_sku=skus - 1), Path(tmp) / f"pg-{name}"),
                               "empty": _pgbench(empty, script.format(last_sku=skus - 1),
                                                 Path(tmp) / f"pg-{name}-empty")}
@@ -170,9 +172,9 @@ def run(scale: float) -> list[BenchRecord]:
     for name, result in timed.items():
         short = name.split(".")[1]
         records.append(BenchRecord(
-            f"operational_sync_{short}_s", round(result.seconds, 3), "s", "bare COPY of the same rows (CSV ready), "
-            "no keys, same server", round(floors[name], 3),
-            f"<= {TARGET_SYNC_S:g} s and <= {TARGET_SYNC_RATIO:g}x the bare COPY",
+            f"operational_sync_{short}_s", round(result.seconds, 3), "s", "the same rows read from Delta and COPYed "
+            "into a table without keys, same server", round(floors[name], 3),
+            f"<= {TARGET_SYNC_S:g} s and <= {TARGET_SYNC_RATIO:g}x the floor",
             result.seconds <= TARGET_SYNC_S and result.seconds <= TARGET_SYNC_RATIO * floors[name],
             {**details, "table": name}))
     for name, measured in lookups.items():

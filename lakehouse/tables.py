@@ -120,7 +120,7 @@ TABLES: dict[str, Table] = {
               "Expected carrier invoice of a parcel at each weight band's upper weight, by the champion shipping "
               "model, beside the published rate; the cheapest carrier marked. One row per delivery_zone, "
               "weight_band_kg, service_level, carrier and valid_from.",
-              postgres_key=("delivery_zone", "service_level", "weight_band_kg", "carrier", "valid_from")),
+              postgres_key=("valid_from", "delivery_zone", "service_level", "weight_band_kg", "carrier")),
         Table("gold.experiment_readout", (), "spark_jobs.readout",
               "Each readout of an A/B experiment: per metric (conversion, add-to-cart and cart abandonment rates, "
               "revenue and margin per visitor) and variant the value, visitors, lift against the control with its "

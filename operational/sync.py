@@ -125,7 +125,9 @@ def _load(cursor: psycopg.Cursor, target: Table, rows: pa.Table) -> None:
     with cursor.copy("COPY sync_load FROM STDIN (FORMAT csv)") as copy:
         copy.write(csv_bytes(rows))
     cursor.execute(sql.SQL("DELETE FROM {}").format(_identifier(target.name)))
-    cursor.execute(sql.SQL("INSERT INTO {} SELECT * FROM sync_load").format(_identifier(target.name)))
+    # In key order: a lookup's rows share a few pages (one, not one per day, for a SKU's price history).
+    cursor.execute(sql.SQL("INSERT INTO {} SELECT * FROM sync_load ORDER BY {}").format(
+        _identifier(target.name), sql.SQL(", ").join(map(sql.Identifier, target.postgres_key))))
 
 
 def sync_table(connection: psycopg.Connection, reader: DeltaReader, settings: Settings, target: Table
