@@ -18,7 +18,7 @@ def fake_steps(monkeypatch):
     calls, failures = [], {}
 
     def make(name):
-        def step(spark, settings):
+        def step(*_):  # (spark, settings), or (settings) for a step that uses no Spark
             calls.append(name)
             if failures.get(name):
                 raise failures[name].pop(0)
@@ -94,5 +94,5 @@ def test_a_failed_quality_gate_is_not_retried_and_exits_2(fake_steps, cli_on_own
     out = capsys.readouterr()
     assert out.out == ""
     assert _seconds_zeroed(out.err) == [
-        "  1/7 silver        0.0 s  failed: quality gate failed: (log: logs/pipeline.log)",
+        "  1/8 silver        0.0 s  failed: quality gate failed: (log: logs/pipeline.log)",
         "      pipeline      0.0 s  failed: step 'silver' failed: quality gate failed: (log: logs/pipeline.log)"]
