@@ -91,7 +91,7 @@ postgres: ## Debian's PostgreSQL server for the operational database (apt-get wh
 		mkdir -p /etc/postgresql-common/createcluster.d; \
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/lakehouse.conf; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$(POSTGRES_MAJOR) >/dev/null; \
-		pg_ctlcluster $(POSTGRES_MAJOR) main stop 2>/dev/null || true; \
+		pg_ctlcluster $(POSTGRES_MAJOR) main stop >/dev/null 2>&1 || true; \
 	else \
 		echo "error: no $(POSTGRES_SERVER): install Debian's postgresql-$(POSTGRES_MAJOR) (sudo apt-get install postgresql-$(POSTGRES_MAJOR))" >&2; \
 		exit 1; \
