@@ -82,6 +82,8 @@ browser: ## headless Chromium for the status page test (apt-get when root, other
 
 # Debian's PostgreSQL server: the native stack's operational database (orchestration/stack.py). Its major version
 # is pinned here, in the settings' postgres_bin_dir and in docker-compose.yml's image (tests/infra/test_compose.py).
+# Debian's package would create and start a cluster of its own on 5432, the stack's port: no main cluster, and
+# one left from an earlier install is stopped.
 POSTGRES_MAJOR := 15
 POSTGRES_SERVER := /usr/lib/postgresql/$(POSTGRES_MAJOR)/bin/postgres
 postgres: ## Debian's PostgreSQL server for the operational database (apt-get when root, otherwise says what to install)
