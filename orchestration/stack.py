@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
@@ -220,8 +221,13 @@ def _initialise_postgres(settings: Settings, home: Path, data: Path) -> None:
              "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"],
             "initdb")
     database = settings.pg_database.replace('"', '""')
-    _run_postgres_program([str(bin_dir / "postgres"), "--single", "-D", str(data), "-c", "unix_socket_directories=",
-                           "postgres"], "creating the database", stdin=f'CREATE DATABASE "{database}";\n')
+    try:
+        _run_postgres_program([str(bin_dir / "postgres"), "--single", "-D", str(data), "-c",
+                               "unix_socket_directories=", "postgres"], "creating the database",
+                              stdin=f'CREATE DATABASE "{database}";\n')
+    except StackError:
+        shutil.rmtree(data)  # half initialised: the next start initialises again
+        raise
 
 
 def _run_postgres_program(command: list[str], what: str, stdin: str | None = None) -> None:
