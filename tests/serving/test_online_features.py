@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lakehouse.delta_reader import DeltaReader, DeltaReadError
+from lakehouse.delta_reader import DeltaReader
 from lakehouse.settings import Settings
-from lakehouse.tables import TABLES, Table, table
+from lakehouse.tables import TABLES, Table
 from serving.metrics import ServingMetrics
 from serving.online_features import (
     PRICING_TABLE,
@@ -221,21 +221,6 @@ def test_background_refresh_picks_up_a_new_version(spark, lake):
         assert store.snapshot.zone("10001") == Zone(2, False)
     finally:
         store.close()
-
-
-def test_reader_errors_name_the_table_and_the_child_exits_cleanly(lake):
-    reader = DeltaReader()
-    location = table("silver.shipping_zones").location(lake)
-    assert reader.versions({"zones": location, "nothing": location + "-missing"}) == {"zones": 0, "nothing": None}
-    read = reader.read(location, 0, ("zone",))
-    assert read.column_names == ["zone"] and sorted(read.column("zone").to_pylist()) == [3, 8]
-    with pytest.raises(DeltaReadError, match="version"):
-        reader.read(location, 7)
-    child = reader._process
-    reader.close()
-    assert child.returncode == 0
-    assert reader.versions({"zones": location}) == {"zones": 0}  # a new child after close
-    reader.close()
 
 
 _SERVER_LIKE = """
