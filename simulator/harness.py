@@ -39,7 +39,7 @@ from pricing.bandit import (
     price_grid,
     thompson,
 )
-from pricing.guardrails import DEFAULT_GUARDRAILS, Guardrails, Market, market_interval
+from pricing.guardrails import DEFAULT_GUARDRAILS, Guardrails, Market, apply_guardrails, market_interval
 from pricing.rules import rule_based
 from simulator.config import rng_for
 from simulator.shocks import live_day
@@ -120,6 +120,12 @@ class Shelf:
     def interval(self, current_price: np.ndarray):
         return market_interval(Market.of(self.unit_cost, current_price, self.competitor_price, self.map_price),
                                self.rails)
+
+    def fallback(self, current_price: np.ndarray) -> np.ndarray:
+        """The price of a SKU without an open arm: its current price through the guardrails (a step towards
+        the grid, within the daily change limit)."""
+        return apply_guardrails(current_price, self.unit_cost, current_price, self.competitor_price, self.map_price,
+                                self.rails).prices
 
     def open_arms(self, current_price: np.ndarray) -> np.ndarray:
         return open_arms(self.grid, self.unit_cost, current_price, self.competitor_price, self.map_price,
@@ -275,7 +281,7 @@ def run(shelf: Shelf, market: HarnessMarket, policies: Sequence[Policy]) -> pd.D
             draws = shoppers.random(n)  # common to all policies' add-to-cart outcomes
             for k, policy in enumerate(policies):
                 choice = policy.choose(Period(t, day, current[k], opened[k], true_rate), deciders[k])
-                price = np.where(np.isnan(choice.prices), current[k], choice.prices)
+                price = np.where(choice.arms == NO_ARM, shelf.fallback(current[k]), choice.prices)
                 rate = shelf.cart_rate(price, elasticity)
                 profit[k] += float(np.sum((price - shelf.unit_cost) * expected_views * rate * per_unit))
                 inside = (price >= intervals[k].low - TOLERANCE) & (price <= intervals[k].high + TOLERANCE)
@@ -296,3 +302,38 @@ def _carts(views: np.ndarray, rate: np.ndarray, uniform: np.ndarray) -> np.ndarr
     """Add-to-carts of `views` at `rate`: Binomial(views, rate) by inversion of one uniform per SKU, so that
     policies pricing alike see alike outcomes (common random numbers)."""
     return np.maximum(stats.binom.ppf(uniform, views, np.clip(rate, 0, 1)), 0.0)
+
+
+SUMMARY_COLUMNS = ("market", "seed", "policy", "regret", "regret_vs_reference", "regret_exponent",
+                   "late_vs_early_regret", "last_profit_vs_oracle", "last_profit_vs_control", "violations")
+
+
+def summarize(frame: pd.DataFrame, reference: str = "static_optimizer", control: str = "rule_based",
+              last_days: int = 30) -> pd.DataFrame:
+    """Grain: one row per market, seed and policy of a `run` frame: cumulative regret, its ratio to the
+    `reference` policy's, its growth exponent b (cumulative regret ~ day^b over the days it is positive; below
+    1: sublinear), the regret of the second half of the days over the first's, the last `last_days` days' true
+    profit over the oracle's and over the `control` policy's, and guardrail violations."""
+    out = []
+    for (market, seed), run_ in frame.groupby(["market", "seed"], sort=False):
+        days = run_["day"].max() + 1
+        by_policy = {name: rows.sort_values("day") for name, rows in run_.groupby("policy", sort=False)}
+        last = {name: rows.loc[rows["day"] >= days - last_days] for name, rows in by_policy.items()}
+        for name, rows in by_policy.items():
+            cumulative = rows["regret"].cumsum().to_numpy()
+            day = rows["day"].to_numpy() + 1
+            positive = cumulative > 0
+            exponent = (float(np.polyfit(np.log(day[positive]), np.log(cumulative[positive]), 1)[0])
+                        if positive.sum() >= 2 else float("nan"))
+            half = rows["day"] < days / 2
+            early, late = rows.loc[half, "regret"].sum(), rows.loc[~half, "regret"].sum()
+            profit = last[name]["profit"].sum()
+            reference_regret = by_policy[reference]["regret"].sum()
+            out.append((market, seed, name, cumulative[-1], _ratio(cumulative[-1], reference_regret), exponent,
+                        _ratio(late, early), _ratio(profit, last[name]["oracle_profit"].sum()),
+                        _ratio(profit, last[control]["profit"].sum()), int(rows["violations"].sum())))
+    return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
+
+
+def _ratio(value: float, reference: float) -> float:
+    return float(value / reference) if reference else float("nan")
