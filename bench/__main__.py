@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "api": "bench.api",
     "silver_gold": "bench.silver_gold",
     "live": "bench.live",
+    "regret": "bench.regret",
 }
 
 
