@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,10 @@ class Posterior:
     x: np.ndarray
     prior_rate: np.ndarray
 
+    def take(self, rows: np.ndarray) -> Posterior:
+        """The posterior of some SKUs (row indexes)."""
+        return Posterior(self.mean[rows], self.cov[rows], self.x[rows], self.prior_rate[rows])
+
     def log_sd(self) -> np.ndarray:
         """[skus, arms] the sd of each arm's log rate."""
         var = self.cov[:, 0, 0, None] + 2 * self.cov[:, 0, 1, None] * self.x + self.cov[:, 1, 1, None] * self.x**2
@@ -199,6 +203,7 @@ class BanditState:
     views: np.ndarray  # [skus, arms]
     carts: np.ndarray  # [skus, arms]
     config: BanditConfig = DEFAULT_BANDIT
+    _posterior: Posterior | None = field(default=None, init=False, repr=False)  # until the evidence changes
 
     @classmethod
     def start(cls, skus, categories, unit_cost, anchor, grid: np.ndarray, prior_rate: np.ndarray,
@@ -234,17 +239,25 @@ class BanditState:
             raise ValueError("views and add-to-carts must be >= 0")
         np.add.at(self.views, (rows, arms), views)
         np.add.at(self.carts, (rows, arms), carts)
+        self._posterior = None
 
     def forget(self, days: float = 1.0) -> None:
         """Age the evidence by `days`: each day keeps `config.decay` of it."""
         keep = self.config.decay ** days
         self.views *= keep
         self.carts *= keep
+        self._posterior = None
 
     def posterior(self) -> Posterior:
         """The corrections' posterior: first each category's (level, slope), from all its SKUs' outcomes
         pooled, under a prior centred on the model (no correction); then each SKU's, under a prior centred
-        on its category's. The SKU's covariance adds its category's: the centre is uncertain too."""
+        on its category's. The SKU's covariance adds its category's: the centre is uncertain too. Kept until
+        outcomes arrive or the evidence ages."""
+        if self._posterior is None:
+            self._posterior = self._fit()
+        return self._posterior
+
+    def _fit(self) -> Posterior:
         c = self.config
         arm = np.isfinite(self.grid)
         x = np.where(arm, np.log(np.where(arm, self.grid, 1.0) / self.anchor[:, None]), 0.0)
@@ -340,13 +353,15 @@ def greedy(grid: np.ndarray, unit_cost, rate: np.ndarray, open_: np.ndarray) -> 
     return _choice(grid, arms, _one_hot(arms, grid.shape[1]))
 
 
-def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator) -> Choice:
-    """Thompson sampling: with probability `explore_share`, the open arm of greatest profit under one
-    posterior draw, else the posterior-mean best. Propensities are estimated from `draws` posterior draws,
-    the first of which makes the decision, so the arm chosen always has a propensity > 0."""
-    posterior = state.posterior()
-    margin = margins(state.grid, state.unit_cost)
-    n_arms = state.grid.shape[1]
+def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator, rows=None) -> Choice:
+    """Thompson sampling for the SKU rows `rows` (default all; `open_` is theirs): with probability
+    `explore_share`, the open arm of greatest profit under one posterior draw, else the posterior best.
+    Propensities are estimated from `draws` posterior draws, the first of which makes the decision, so the
+    arm chosen always has a propensity > 0."""
+    rows = np.arange(len(state.skus)) if rows is None else np.asarray(rows, dtype=np.int64)
+    posterior, grid = state.posterior().take(rows), state.grid[rows]
+    margin = margins(grid, state.unit_cost[rows])
+    n_arms = grid.shape[1]
     sampled = _argmax_open(posterior.sample(rng, state.config.draws) * margin, open_)  # [draws, skus]
     counts = np.stack([np.bincount(np.maximum(col, 0), weights=(col != NO_ARM), minlength=n_arms)
                        for col in sampled.T])
@@ -354,7 +369,7 @@ def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator) ->
     share = state.config.explore_share
     propensities = share * counts / state.config.draws + (1 - share) * _one_hot(best, n_arms)
     explore = rng.random(len(best)) < share
-    return _choice(state.grid, np.where(explore, sampled[0], best), propensities)
+    return _choice(grid, np.where(explore, sampled[0], best), propensities)
 
 
 def epsilon_greedy(grid: np.ndarray, unit_cost, rate: np.ndarray, open_: np.ndarray, epsilon: float,

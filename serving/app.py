@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lakehouse.settings import Settings, get_settings
+from serving.bandit import BanditArm
 from serving.components import Components, Serving
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
@@ -95,7 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             start(live_features)
             components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
                                  Experiments(settings.api_experiments_file), start(DecisionLogger(settings, metrics)),
-                                 features, models, books, live_features, live_prices)
+                                 features, models, books, live_features, live_prices,
+                                 start(BanditArm(settings)))
             app.state.serving, app.state.gateway = components, components.gateway
             yield
 

@@ -32,7 +32,8 @@ BUCKETS = 10_000
 # Weights are percentages with at most two decimals: one bucket is 0.01 %.
 _BUCKETS_PER_PERCENT = BUCKETS // 100
 
-Strategy = Literal["model", "rule_based", "live"]  # live: the model's daily book, repriced live
+Strategy = Literal["model", "rule_based", "live", "bandit"]  # live: the model's daily book, repriced live;
+# bandit: Thompson sampling over the guardrails' price grid, the model as its prior (serving.bandit)
 Endpoint = Literal["pricing", "shipping"]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
@@ -53,7 +54,7 @@ class Variant(_Strict):
 
     @model_validator(mode="after")
     def _alias_matches_strategy(self) -> Variant:
-        if self.strategy in ("model", "live") and self.model_alias is None:
+        if self.strategy in ("model", "live", "bandit") and self.model_alias is None:
             raise ValueError(f"a {self.strategy!r} variant needs model_alias (champion or challenger)")
         if self.strategy == "rule_based" and self.model_alias is not None:
             raise ValueError("a 'rule_based' variant takes no model_alias")

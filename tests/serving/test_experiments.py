@@ -111,7 +111,7 @@ def test_session_unit_and_country_targeting():
     ({"variants": [{"name": "m", "weight": 100, "strategy": "model", "model_alias": "staging"}]},
      "experiments.0.variants.0.model_alias: Input should be 'champion' or 'challenger'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rules"}]},
-     "experiments.0.variants.0.strategy: Input should be 'model', 'rule_based' or 'live'"),
+     "experiments.0.variants.0.strategy: Input should be 'model', 'rule_based', 'live' or 'bandit'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rule_based", "model_alias": "champion"}]},
      "experiments.0.variants.0: Value error, a 'rule_based' variant takes no model_alias"),
     ({"variants": [{"name": "a", "weight": 33.333, "strategy": "rule_based"},
