@@ -36,8 +36,17 @@ from bench.api import bench_env, bench_lake, bench_settings
 from bench.results import BenchRecord
 from orchestration.stack import Stack
 from pricing.bandit import DEFAULT_BANDIT, log_linear
+from readout.ope import promotable
 from simulator import truth as sim_truth
-from simulator.harness import HarnessMarket, Shelf, StaticOptimizer, standard_policies, summarize
+from simulator.harness import (
+    HarnessMarket,
+    Logged,
+    Shelf,
+    StaticOptimizer,
+    off_policy_estimates,
+    standard_policies,
+    summarize,
+)
 from simulator.harness import run as run_harness
 
 log = logging.getLogger(__name__)
@@ -92,14 +101,28 @@ def records(summary: pd.DataFrame, frame: pd.DataFrame, details: dict) -> list[B
     return out
 
 
-def log_curves(frame: pd.DataFrame, summary: pd.DataFrame, params: dict) -> None:
-    """One MLflow run per market and seed: each policy's cumulative regret by day, and the summary."""
+def off_policy_metrics(shelf: Shelf, records: list[dict]) -> dict[str, float]:
+    """From the bandit's decision log: IPS and doubly robust estimates of the static optimizer's value per
+    decision, its true value on the same decisions, the bandit's own, and whether the promotion gate
+    (`readout.ope.promotable`, on the doubly robust estimate) would let the static optimizer replace it."""
+    estimates = off_policy_estimates(shelf, records, shelf.prior_rate)
+    incumbent = estimates["on_policy"]
+    metrics = {f"{name}_{k}": v for name in ("ips", "dr") for k, v in estimates[name].as_metrics("static").items()}
+    return {**metrics, "static_true_value": estimates["truth"].value, "bandit_true_value": estimates["logged"].value,
+            "bandit_logged_value": incumbent.value,
+            "gate_promotes_static": float(promotable(estimates["dr"], incumbent))}
+
+
+def log_curves(frame: pd.DataFrame, summary: pd.DataFrame, ope: dict, params: dict) -> None:
+    """One MLflow run per market and seed: each policy's cumulative regret by day, the summary and the
+    off-policy estimates."""
     import mlflow
 
     mlflow.set_experiment(EXPERIMENT)
     for (market, seed), rows in frame.groupby(["market", "seed"], sort=False):
         with mlflow.start_run(run_name=f"{market}-seed{seed}"):
             mlflow.log_params({**params, "market": market, "seed": seed})
+            mlflow.log_metrics(ope[(market, seed)])
             for policy, curve in rows.groupby("policy", sort=False):
                 for day, value in zip(curve["day"], curve["regret"].cumsum(), strict=True):
                     mlflow.log_metric(f"cumulative_regret_{policy}", float(value), step=int(day))
@@ -131,16 +154,22 @@ def run(scale: float) -> list[BenchRecord]:
         # without its staircase), which tells how much of the gain is the learning.
         smoothed = dataclasses.replace(shelf, prior_rate=log_linear(shelf.grid, shelf.start_price, shelf.prior_rate))
         started = time.monotonic()
-        frame = pd.concat([run_harness(shelf, market, [*standard_policies(shelf),
-                                                       StaticOptimizer(smoothed, name="static_on_bandit_prior")])
-                           for market in markets(seeds)], ignore_index=True)
+        frames, ope = [], {}
+        for market in markets(seeds):
+            policies = standard_policies(shelf)
+            logged = policies[1] = Logged(policies[1])  # the bandit's decision log, for off-policy estimates
+            ablation = StaticOptimizer(smoothed, name="static_on_bandit_prior")
+            frames.append(run_harness(shelf, market, [*policies, ablation]))
+            ope[(market.name, market.seed)] = off_policy_metrics(shelf, logged.records)
+        frame = pd.concat(frames, ignore_index=True)
         harness_s = round(time.monotonic() - started, 1)
         summary = summarize(frame, reference=STATIC, control=RULES, last_days=LAST_DAYS)
         params = {"horizon_days": HORIZON_DAYS, "periods_per_day": PERIODS_PER_DAY, "drift": DRIFT,
                   "skus": len(shelf.rows), "model_version": version, **dataclasses.asdict(DEFAULT_BANDIT)}
-        log_curves(frame, summary, params)
+        log_curves(frame, summary, ope, params)
     details = {**params, "seeds": seeds, "lake_build_s": lake_s, "harness_s": harness_s,
-               "markets": [dataclasses.asdict(m) for m in markets(seeds)]}
+               "markets": [dataclasses.asdict(m) for m in markets(seeds)],
+               "off_policy": [{"market": m, "seed": seed, **metrics} for (m, seed), metrics in ope.items()]}
     result = records(summary, frame, details)
     log.info("regret bench", extra={"records": [(r.name, r.value, r.reference_value, r.meets_target) for r in result]})
     return result

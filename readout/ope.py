@@ -78,3 +78,18 @@ def doubly_robust(actions, rewards, logged_propensity, target, reward_model) -> 
     weights = target[rows, actions] / logged
     per_decision = np.sum(target * q, axis=1) + weights * (rewards - q[rows, actions])
     return _estimate(per_decision, weights)
+
+
+def on_policy(rewards) -> Estimate:
+    """The logging policy's own value per decision: the mean reward (every weight one)."""
+    rewards = np.asarray(rewards, dtype=float)
+    if rewards.size == 0:
+        raise ValueError("no logged decisions to evaluate on")
+    return _estimate(rewards, np.ones_like(rewards))
+
+
+def promotable(candidate: Estimate, incumbent: Estimate, min_lift: float = 0.0, z: float = 1.645) -> bool:
+    """The gate before a candidate pricing policy takes traffic: its estimated value, less `z` standard errors
+    of the difference, beats the incumbent's by at least `min_lift` (relative)."""
+    margin = z * float(np.hypot(candidate.stderr, incumbent.stderr))
+    return candidate.value - margin >= incumbent.value * (1 + min_lift)

@@ -35,12 +35,14 @@ from pricing.bandit import (
     bayes_ucb,
     epsilon_greedy,
     greedy,
+    margins,
     open_arms,
     price_grid,
     thompson,
 )
 from pricing.guardrails import DEFAULT_GUARDRAILS, Guardrails, Market, apply_guardrails, market_interval
 from pricing.rules import rule_based
+from readout.ope import Estimate, doubly_robust, ips, on_policy
 from simulator.config import rng_for
 from simulator.shocks import live_day
 from simulator.world import World
@@ -337,3 +339,68 @@ def summarize(frame: pd.DataFrame, reference: str = "static_optimizer", control:
 
 def _ratio(value: float, reference: float) -> float:
     return float(value / reference) if reference else float("nan")
+
+
+@dataclass(eq=False)
+class Logged:
+    """A policy whose decisions are recorded as a decision log (what the API logs, plus the truth needed to
+    judge an off-policy estimate): per period and SKU with an arm, the arm, its propensity, the open arms,
+    the views, the add-to-carts and, for the judge, the true add-to-cart rates of every arm."""
+
+    policy: Policy
+    records: list[dict] = field(default_factory=list)
+    _last: tuple[Period, Choice] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    def choose(self, period: Period, rng: np.random.Generator) -> Choice:
+        choice = self.policy.choose(period, rng)
+        self._last = (period, choice)
+        return choice
+
+    def learn(self, arms: np.ndarray, views: np.ndarray, carts: np.ndarray) -> None:
+        period, choice = self._last
+        for i in np.flatnonzero(arms != NO_ARM):
+            self.records.append({"t": period.t, "row": int(i), "arm": int(arms[i]),
+                                 "propensity": float(choice.propensities[i, arms[i]]), "open": period.open_[i].copy(),
+                                 "views": float(views[i]), "add_to_carts": float(carts[i]),
+                                 "true_rate": period.true_rate[i].copy()})
+        self.policy.learn(arms, views, carts)
+
+    def next_day(self) -> None:
+        self.policy.next_day()
+
+
+def off_policy_estimates(shelf: Shelf, records: list[dict], candidate_rate: np.ndarray) -> dict[str, Estimate]:
+    """Off-policy estimates, from a `Logged` policy's records, of the candidate that takes the open arm of
+    greatest profit under `candidate_rate` [skus, arms] (e.g. the static optimizer: the model's rates), in
+    true profit per logged decision: `ips`, `dr` (reward model: the candidate's own rates), and what they
+    estimate, `truth` (the candidate's true expected profit on the same decisions; stderr 0), and the logging
+    policy's own value: `on_policy` (its realised profits) and `logged` (their true expectation)."""
+    if not records:
+        raise ValueError("no logged decisions")
+    world = shelf.world
+    per_unit = world.purchase_given_cart * (1 + world.params.extra_quantity_mean)
+    rows = np.array([r["row"] for r in records])
+    arms = np.array([r["arm"] for r in records])
+    open_ = np.stack([r["open"] for r in records])
+    views = np.array([r["views"] for r in records])
+    carts = np.array([r["add_to_carts"] for r in records])
+    true_rate = np.nan_to_num(np.stack([r["true_rate"] for r in records]))
+    logged = np.array([r["propensity"] for r in records])
+    grid, cost = shelf.grid[rows], shelf.unit_cost[rows]
+    margin = np.nan_to_num(margins(grid, cost))
+    target = greedy(grid, cost, candidate_rate[rows], open_).propensities
+    index = np.arange(len(rows))
+    reward = margin[index, arms] * carts * per_unit
+    expected = margin * true_rate * views[:, None] * per_unit  # per arm, given the period's views
+    q = margin * np.nan_to_num(candidate_rate[rows]) * views[:, None] * per_unit
+
+    def exact(values: np.ndarray) -> Estimate:
+        return Estimate(float(values.mean()), 0.0, len(values), float(len(values)))
+
+    return {"ips": ips(arms, reward, logged, target), "dr": doubly_robust(arms, reward, logged, target, q),
+            "truth": exact(np.sum(target * expected, axis=1)), "on_policy": on_policy(reward),
+            "logged": exact(expected[index, arms])}

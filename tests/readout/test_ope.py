@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from readout.ope import doubly_robust, ips
+from readout.ope import Estimate, doubly_robust, ips, on_policy, promotable
 
 
 def test_ips_and_doubly_robust_by_hand():
@@ -53,3 +53,14 @@ def test_bad_logs_are_refused(logged, target, message):
 def test_an_empty_log_is_refused():
     with pytest.raises(ValueError, match="no logged decisions"):
         ips([], [], [], np.zeros((0, 2)))
+
+
+def test_the_promotion_gate_needs_the_lift_beyond_the_noise():
+    incumbent = on_policy([10.0, 12.0, 11.0, 9.0])  # mean 10.5, stderr sqrt(5/3) / 2
+    assert incumbent.value == 10.5 and incumbent.stderr == pytest.approx(np.sqrt(5 / 3) / 2)
+    clear, noisy = Estimate(14.0, 0.5, 100, 50.0), Estimate(11.0, 2.0, 100, 5.0)
+    assert promotable(clear, incumbent)  # 14 - 1.645 x hypot(0.5, 0.645) = 12.66 >= 10.5
+    assert not promotable(noisy, incumbent)
+    assert not promotable(clear, incumbent, min_lift=0.25)  # needs 13.125
+    with pytest.raises(ValueError, match="no logged decisions"):
+        on_policy([])

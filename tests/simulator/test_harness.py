@@ -10,11 +10,14 @@ from pricing.rules import rule_based
 from simulator.config import SimConfig
 from simulator.harness import (
     FRAME_COLUMNS,
+    Bandit,
     HarnessMarket,
+    Logged,
     Oracle,
     Period,
     RuleBased,
     Shelf,
+    off_policy_estimates,
     run,
     standard_policies,
     summarize,
@@ -106,3 +109,18 @@ def test_summary_of_a_hand_made_run():
 def test_bad_markets_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HarnessMarket("m", **kwargs)
+
+
+def test_off_policy_estimates_of_the_static_optimizer_from_the_bandits_log(shelf):
+    market = HarnessMarket("stationary", days=DAYS, periods_per_day=2, seed=6)
+    logged = Logged(Bandit(shelf, BanditConfig(draws=64)))
+    run(shelf, market, [Oracle(shelf), logged])
+    estimates = off_policy_estimates(shelf, logged.records, shelf.prior_rate)
+    assert len(logged.records) == estimates["dr"].n == estimates["ips"].n > 0
+    assert all(0 < r["propensity"] <= 1 and r["open"][r["arm"]] for r in logged.records)
+    truth = estimates["truth"].value
+    # Both estimate the same value; the doubly robust one within a few of its standard errors.
+    assert abs(estimates["dr"].value - truth) <= 4 * estimates["dr"].stderr
+    assert estimates["dr"].stderr <= estimates["ips"].stderr
+    with pytest.raises(ValueError, match="no logged decisions"):
+        off_policy_estimates(shelf, [], shelf.prior_rate)
