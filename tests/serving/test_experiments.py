@@ -32,13 +32,14 @@ def config(*experiments: dict):
     return parse_config(yaml.safe_dump({"experiments": list(experiments)}))
 
 
-def test_the_default_file_runs_live_and_model_against_the_rules_in_thirds():
+def test_the_default_file_runs_model_live_and_bandit_against_the_rules_in_quarters():
     [pricing] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
                        ["experiments"]).experiments
     assert (pricing.name, pricing.endpoint, pricing.enabled, pricing.unit) == (
         "pricing_model_vs_rules", "pricing", True, "customer_id")
     assert [(v.name, v.weight, v.strategy, v.model_alias) for v in pricing.variants] == [
-        ("model", 33, "model", "champion"), ("live", 33, "live", "champion"), ("rule_based", 34, "rule_based", None)]
+        ("model", 25, "model", "champion"), ("live", 25, "live", "champion"), ("bandit", 25, "bandit", "champion"),
+        ("rule_based", 25, "rule_based", None)]
     assert pricing.default.name == "model"
 
 
