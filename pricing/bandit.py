@@ -136,10 +136,6 @@ class Posterior:
         return self.prior_rate * np.exp(np.clip(level[..., None] + slope[..., None] * self.x,
                                                 -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION))
 
-    def mean_rate(self) -> np.ndarray:
-        """[skus, arms] the posterior mean of each arm's rate (log-normal mean)."""
-        return self.rate() * np.exp(self.log_sd() ** 2 / 2)
-
     def quantile_rate(self, q: float) -> np.ndarray:
         """[skus, arms] each arm's rate at the posterior quantile `q`."""
         return self.rate() * np.exp(stats.norm.ppf(q) * self.log_sd())
