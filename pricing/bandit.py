@@ -349,9 +349,11 @@ def greedy(grid: np.ndarray, unit_cost, rate: np.ndarray, open_: np.ndarray) -> 
     return _choice(grid, arms, _one_hot(arms, grid.shape[1]))
 
 
-def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator, rows=None) -> Choice:
+def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator, rows=None,
+             explore_share: float | None = None) -> Choice:
     """Thompson sampling for the SKU rows `rows` (default all; `open_` is theirs): with probability
-    `explore_share`, the open arm of greatest profit under one posterior draw, else the posterior best.
+    `explore_share` (default the state's config's), the open arm of greatest profit under one posterior
+    draw, else the posterior best.
     Propensities are estimated from `draws` posterior draws, the first of which makes the decision, so the
     arm chosen always has a propensity > 0."""
     rows = np.arange(len(state.skus)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -362,7 +364,9 @@ def thompson(state: BanditState, open_: np.ndarray, rng: np.random.Generator, ro
     counts = np.stack([np.bincount(np.maximum(col, 0), weights=(col != NO_ARM), minlength=n_arms)
                        for col in sampled.T])
     best = _argmax_open(margin * posterior.rate(), open_)
-    share = state.config.explore_share
+    share = state.config.explore_share if explore_share is None else explore_share
+    if not 0 <= share <= 1:
+        raise ValueError(f"explore_share must be in [0, 1], got {share}")
     propensities = share * counts / state.config.draws + (1 - share) * _one_hot(best, n_arms)
     explore = rng.random(len(best)) < share
     return _choice(grid, np.where(explore, sampled[0], best), propensities)

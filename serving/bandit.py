@@ -115,8 +115,10 @@ class BanditArm:
             log.info("bandit state started from the model", extra={"skus": len(frame)})
         return self.state
 
-    def decide(self, sku: str, snapshot: FeatureSnapshot, model: DemandModel) -> BanditPrice | None:
-        """The bandit's price for `sku` now, or None when it has no open grid price for it."""
+    def decide(self, sku: str, snapshot: FeatureSnapshot, model: DemandModel,
+               explore_share: float | None = None) -> BanditPrice | None:
+        """The bandit's price for `sku` now (exploring in `explore_share` of decisions, default the config's),
+        or None when it has no open grid price for it."""
         record = snapshot.pricing.records.get(sku)
         if record is None:
             return None
@@ -128,7 +130,8 @@ class BanditArm:
                 return None
             market = (state.unit_cost[row], _number(record, "last_price_usd"),
                       _number(record, "competitor_min_price_usd"), _number(record, "map_price_usd"))
-            choice = thompson(state, open_arms(state.grid[row], *market, rails=self.rails), self._rng, rows=row)
+            choice = thompson(state, open_arms(state.grid[row], *market, rails=self.rails), self._rng, rows=row,
+                              explore_share=explore_share)
         if choice.arms[0] == NO_ARM:
             return None
         # A grid price is inside the guardrails: they add only their notes (e.g. NO_COMPETITOR).

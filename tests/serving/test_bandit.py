@@ -68,6 +68,9 @@ def test_the_bandit_variant_answers_through_the_price_route(own_settings, model)
     assert (answer.strategy, answer.variant, answer.fallback, answer.model.version) == ("bandit", "bandit", False, "7")
     assert answer.price_usd in arm.state.grid[0] and 0 < template.propensity <= 1
 
+    # A variant that never explores: the posterior's best price, for certain.
+    exploiting = Assignment("pricing_bandit", "bandit", "bandit", "champion", "assigned", 1, explore_share=0.0)
+    assert {price_sku(serving, SKUS[0], exploiting, snapshot()).propensity for _ in range(5)} == {1.0}
     model_variant = Assignment("pricing_bandit", "model", "model", "champion", "assigned", 1)
     assert price_sku(serving, SKUS[0], model_variant, snapshot()).propensity == 1.0  # deterministic
 

@@ -118,6 +118,12 @@ def test_session_unit_and_country_targeting():
     ({"variants": [{"name": "a", "weight": 33.333, "strategy": "rule_based"},
                    {"name": "b", "weight": 66.667, "strategy": "rule_based"}]},
      "experiments.0.variants.0: Value error, weight 33.333 has more than two decimals"),
+    ({"variants": [{"name": "m", "weight": 100, "strategy": "model", "model_alias": "champion",
+                    "explore_share": 0.5}]},
+     "experiments.0.variants.0: Value error, only a 'bandit' variant takes explore_share, not a 'model' one"),
+    ({"variants": [{"name": "b", "weight": 100, "strategy": "bandit", "model_alias": "champion",
+                    "explore_share": 1.5}]},
+     "experiments.0.variants.0.explore_share: Input should be less than or equal to 1"),
     ({"unit": "email"}, "experiments.0.unit: Input should be 'customer_id' or 'session_id'"),
     ({"enabled": "maybe"}, "experiments.0.enabled: Input should be a valid boolean"),
     ({"targeting": {"segmnet": ["new"]}}, "experiments.0.targeting.segmnet: Extra inputs are not permitted"),
@@ -181,3 +187,12 @@ def test_kept_assignments_equal_fresh_ones_and_are_dropped_past_the_bound(tmp_pa
 
     assert first == again == [assign(config, s) for s in subjects]
     assert len(experiments._assigned) <= 2
+
+
+def test_a_bandit_variant_takes_its_exploration_share():
+    [bandit] = config(experiment(variants=[
+        {"name": "bandit", "weight": 50, "strategy": "bandit", "model_alias": "champion", "explore_share": 0.2},
+        {"name": "rules", "weight": 50, "strategy": "rule_based"}])).experiments
+    assigned = {assign(bandit, Subject(customer_id=f"C-{i}")) for i in range(40)}
+    assert {(a.variant, a.strategy, a.explore_share) for a in assigned} == {("bandit", "bandit", 0.2),
+                                                                           ("rules", "rule_based", None)}
