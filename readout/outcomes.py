@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -75,4 +75,10 @@ class OutcomeJoin:
 
 
 def _instant(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    """An event's time as an aware datetime (naive: UTC); unreadable (a corrupt event), its arrival: now. It
+    only decides when the join forgets."""
+    try:
+        instant = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)

@@ -62,10 +62,13 @@ class OutcomeStream:
         last_flush = time.monotonic()
         try:
             while not self._stop.is_set():
-                self._take(consumer.consume(BATCH, timeout=POLL_S))
-                if time.monotonic() - last_flush >= self.flush_s:
-                    self.flush(consumer)
-                    last_flush = time.monotonic()
+                try:
+                    self._take(consumer.consume(BATCH, timeout=POLL_S))
+                    if time.monotonic() - last_flush >= self.flush_s:
+                        self.flush(consumer)
+                        last_flush = time.monotonic()
+                except Exception:  # noqa: BLE001 - a bad message or a failed save must not stop the learning
+                    log.exception("outcome stream batch failed; going on")
             self.flush(consumer)
         finally:
             consumer.close()

@@ -74,6 +74,13 @@ def test_totals_match_the_readout_rule_whatever_the_order():
         f"d{i}" for i in range(0, 20, 3)}
 
 
+def test_naive_and_unreadable_times_do_not_stop_the_join():
+    join = OutcomeJoin()
+    join.add_decisions([{**decision("d1"), "event_time": "2026-10-02T12:00:00"}])
+    join.add_events([{**event("d1"), "event_time": "not a time"}])
+    pd.testing.assert_frame_equal(join.drain(T0), frame(("d1", "SKU-000001", 19.99, 1, 1)))
+
+
 def test_what_is_older_than_the_ttl_is_forgotten():
     join = OutcomeJoin(ttl=timedelta(hours=1))
     join.add_decisions([decision("d1")])
