@@ -85,6 +85,8 @@ class OutcomeStream:
                 value = orjson.loads(message.value())
             except orjson.JSONDecodeError:  # the streaming job dead-letters it; nothing to learn from here
                 continue
+            if not isinstance(value, dict):  # likewise
+                continue
             (decisions if self._topics[message.topic()] == "decisions" else events).append(value)
         self.join.add_decisions(decisions)
         self.join.add_events(events)
