@@ -157,4 +157,5 @@ class BanditArm:
                                outcomes["views"].to_numpy(dtype=float)[known][on_grid],
                                outcomes["add_to_carts"].to_numpy(dtype=float)[known][on_grid])
             self._changed = self._changed or bool(on_grid.any())
+            self.state.posterior()  # refit here, in the outcome stream's thread, not in the next request
             return int(on_grid.sum())
