@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "silver_gold": "bench.silver_gold",
     "live": "bench.live",
     "operational": "bench.operational",
+    "regret": "bench.regret",
 }
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lakehouse.settings import Settings, get_settings
+from serving.bandit import BanditArm
 from serving.components import Components, Serving
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
@@ -30,6 +31,7 @@ from serving.gateway import BodySizeLimit, Gateway, document_api_key, ensure_ini
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.models import ModelStore
 from serving.online_features import LiveFeatureStore, OnlineFeatures
+from serving.outcomes import OutcomeStream
 from serving.pricebook import LivePriceBook, PriceBooks
 from serving.routes import build_router
 from serving.status import StatusPage
@@ -93,9 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             live_prices = LivePriceBook(books, lambda: live_features.snapshot)
             live_features.subscribe(live_prices.on_live_change)
             start(live_features)
+            bandit = start(BanditArm(settings))
+            start(OutcomeStream(settings, bandit))  # closes before the arm: its last outcomes are saved
             components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
                                  Experiments(settings.api_experiments_file), start(DecisionLogger(settings, metrics)),
-                                 features, models, books, live_features, live_prices)
+                                 features, models, books, live_features, live_prices, bandit)
             app.state.serving, app.state.gateway = components, components.gateway
             yield
 

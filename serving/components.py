@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lakehouse.settings import Settings
+from serving.bandit import BanditArm
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
 from serving.gateway import Gateway
@@ -31,6 +32,7 @@ class Serving:
     prices: PriceBooks
     live_features: LiveFeatureStore
     live_prices: LivePriceBook
+    bandit: BanditArm
 
 
 def serving_of(request: Request) -> Serving:

@@ -32,7 +32,8 @@ BUCKETS = 10_000
 # Weights are percentages with at most two decimals: one bucket is 0.01 %.
 _BUCKETS_PER_PERCENT = BUCKETS // 100
 
-Strategy = Literal["model", "rule_based", "live"]  # live: the model's daily book, repriced live
+Strategy = Literal["model", "rule_based", "live", "bandit"]  # live: the model's daily book, repriced live;
+# bandit: Thompson sampling over the guardrails' price grid, the model as its prior (serving.bandit)
 Endpoint = Literal["pricing", "shipping"]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
@@ -50,13 +51,18 @@ class Variant(_Strict):
     weight: float = Field(ge=0, le=100, description="percent of the units, at most two decimals")
     strategy: Strategy
     model_alias: Literal["champion", "challenger"] | None = None
+    # bandit only: the share of the variant's decisions that explore (Thompson draws); the rest take the
+    # posterior's best price. Unset: pricing.bandit.BanditConfig's (all of them).
+    explore_share: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _alias_matches_strategy(self) -> Variant:
-        if self.strategy in ("model", "live") and self.model_alias is None:
+        if self.strategy in ("model", "live", "bandit") and self.model_alias is None:
             raise ValueError(f"a {self.strategy!r} variant needs model_alias (champion or challenger)")
         if self.strategy == "rule_based" and self.model_alias is not None:
             raise ValueError("a 'rule_based' variant takes no model_alias")
+        if self.strategy != "bandit" and self.explore_share is not None:
+            raise ValueError(f"only a 'bandit' variant takes explore_share, not a {self.strategy!r} one")
         if abs(self.weight * _BUCKETS_PER_PERCENT - round(self.weight * _BUCKETS_PER_PERCENT)) > 1e-6:
             raise ValueError(f"weight {self.weight:g} has more than two decimals")
         return self
@@ -134,6 +140,7 @@ class Assignment:
     model_alias: str | None
     reason: str
     bucket: int | None = None
+    explore_share: float | None = None  # bandit variants: Variant.explore_share
 
 
 NO_EXPERIMENT = Assignment(None, None, "model", "champion", "no_experiment")
@@ -156,7 +163,8 @@ def _targeted(targeting: Targeting, subject: Subject) -> bool:
 def assign(experiment: Experiment, subject: Subject) -> Assignment:
     """The variant of `subject` in `experiment` (pure; see the module docstring for the rules)."""
     def answer(variant: Variant, reason: str, unit_bucket: int | None = None) -> Assignment:
-        return Assignment(experiment.name, variant.name, variant.strategy, variant.model_alias, reason, unit_bucket)
+        return Assignment(experiment.name, variant.name, variant.strategy, variant.model_alias, reason, unit_bucket,
+                          variant.explore_share)
 
     if not experiment.enabled:
         return answer(experiment.default, "disabled")

@@ -6,7 +6,10 @@ the decision log. When the model a variant asks for, or a SKU's features, are un
 is the rule-based price (never below the margin floor) or the carrier's rate card, with
 `fallback: true` and the reason. The `live` variant answers from the live price book (the model's daily
 book repriced with live features), naming the live features' as-of time and the move's reason code;
-while no live table exists it answers like `model`, with `fallback: true` and the reason.
+while no live table exists it answers like `model`, with `fallback: true` and the reason. The `bandit`
+variant draws each price by Thompson sampling (`serving.bandit`); where it has no open grid price it answers
+like `model`, with `fallback: true`. Every price decision logs its propensity: the probability the strategy
+had of choosing that price (1 but for the bandit).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pricing.live import LIVE, LiveReason
 from pricing.optimizer import implied_elasticity, response_curve
 from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
+from serving.bandit import BANDIT
 from serving.components import Components, serving_of
 from serving.decision_log import decision_record, new_decision_id
 from serving.experiments import Assignment, Subject
@@ -179,13 +183,14 @@ class PriceTemplate:
 
     answer: PriceAnswer
     json_after_id: str
+    propensity: float = 1.0  # the probability the strategy had of choosing this price
 
     @classmethod
-    def of(cls, answer: PriceAnswer) -> PriceTemplate:
+    def of(cls, answer: PriceAnswer, propensity: float = 1.0) -> PriceTemplate:
         text = answer.model_dump_json()
         if not text.startswith(_NO_ID_JSON):  # decision_id is the first field of every Provenance
             raise AssertionError(f"{type(answer).__name__} JSON does not start with its decision_id: {text[:40]}")
-        return cls(answer, text[len(_NO_ID_JSON):])
+        return cls(answer, text[len(_NO_ID_JSON):], propensity)
 
     def json(self, decision_id: str) -> str:
         """The answer's JSON with `decision_id` (a UUID: nothing to escape)."""
@@ -198,10 +203,19 @@ _NO_ID_JSON = '{"decision_id":""'
 def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapshot) -> PriceTemplate:
     """The answer for one SKU under `assignment` (see the module docstring for the fallbacks)."""
     loaded, fallback_reason = None, None
-    if assignment.strategy in ("model", LIVE):
+    if assignment.strategy in ("model", LIVE, BANDIT):
         loaded = serving.models.get(PRICING_MODEL, assignment.model_alias or CHAMPION)
         if loaded is None:
             fallback_reason = f"no {assignment.model_alias} pricing model loaded"
+    if assignment.strategy == BANDIT and loaded is not None:
+        chosen = serving.bandit.decide(sku, snapshot, loaded.model, assignment.explore_share)
+        if chosen is not None:  # drawn per request: no answer to keep
+            return PriceTemplate.of(PriceAnswer(
+                decision_id="", experiment=assignment.experiment, variant=assignment.variant, strategy=BANDIT,
+                model=_model_ref(loaded), rule_version=None, fallback=False, fallback_reason=None, sku=sku,
+                price_usd=chosen.price_usd, guardrails=list(chosen.guardrails),
+                features_as_of=_features_as_of(snapshot, sku)), chosen.propensity)
+        fallback_reason = "no open bandit price for this SKU: the model's daily price"
     live = assignment.strategy == LIVE and loaded is not None
     if live and not serving.live_features.snapshot.available:
         live, fallback_reason = False, "no live features: the live tables do not exist yet"
@@ -240,11 +254,12 @@ def _log(serving, answer: Provenance, decision_id: str, answer_json: str, endpoi
         latency_ms=(time.perf_counter() - started) * 1000, **fields))
 
 
-def _price_fields(answer: PriceAnswer) -> dict:
+def _price_fields(answer: PriceAnswer, propensity: float) -> dict:
     """The decision log fields of a price answer."""
     as_of = answer.live_features_as_of
     return dict(sku=answer.sku, price_usd=answer.price_usd, guardrails=answer.guardrails,
-                live_features_as_of=as_of.isoformat() if as_of is not None else None, reason_code=answer.reason_code)
+                live_features_as_of=as_of.isoformat() if as_of is not None else None, reason_code=answer.reason_code,
+                propensity=propensity)
 
 
 async def _request_json(request: Request) -> str:
@@ -276,7 +291,7 @@ def build_router() -> APIRouter:
         decision_id = new_decision_id()
         answer, answer_json = template.answer, template.json(decision_id)
         _log(serving, answer, decision_id, answer_json, "pricing", body.customer, await _request_json(request),
-             started, **_price_fields(answer))
+             started, **_price_fields(answer, template.propensity))
         return _json_response(answer_json)
 
     @router.post("/prices/basket", tags=["pricing"], responses=responses, response_model=BasketPriceAnswer)
@@ -286,15 +301,17 @@ def build_router() -> APIRouter:
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("pricing", _subject(body.customer, snapshot))
-        lines = []
+        lines, propensities = [], []
         for item in body.items:
-            answer = price_sku(serving, item.sku, assignment, snapshot).answer
+            template = price_sku(serving, item.sku, assignment, snapshot)
+            answer = template.answer
             lines.append(BasketLine(**{**answer.model_dump(), "decision_id": new_decision_id()},
                                     quantity=item.quantity, line_total_usd=round(answer.price_usd * item.quantity, 2)))
+            propensities.append(template.propensity)
         request_json = await _request_json(request)
-        for line in lines:
+        for line, propensity in zip(lines, propensities, strict=True):
             _log(serving, line, line.decision_id, line.model_dump_json(), "pricing", body.customer, request_json,
-                 started, **_price_fields(line))
+                 started, **_price_fields(line, propensity))
         basket = BasketPriceAnswer(lines=lines, total_usd=round(sum(line.line_total_usd for line in lines), 2))
         return _json_response(basket.model_dump_json())
 

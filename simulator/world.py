@@ -248,17 +248,20 @@ class World:
         return (self.config.scale * p.views_per_sku_day * self.popularity * season * anchor_effect
                 * self.is_active(day))
 
-    def cart_probability(self, sku: np.ndarray, price: np.ndarray, competitor_min: np.ndarray) -> np.ndarray:
+    def cart_probability(self, sku: np.ndarray, price: np.ndarray, competitor_min: np.ndarray,
+                         elasticity: np.ndarray | None = None) -> np.ndarray:
         """P(add to cart | view) = cart_rate0 * (p/ref)^(e+gamma) * (cmin/p)^gamma, capped.
 
         A SKU no competitor sells uses its reference price as cmin, so its own-price elasticity
         is the same e at any competitor price: d log demand / d log p = e (competitor price fixed).
+        `elasticity` (broadcast with `sku`) replaces the SKUs' own e: a market whose elasticities drift.
         """
         p, sku = self.params, np.asarray(sku)
         price = np.asarray(price, dtype=float)
         ref = self.ref_price[sku]
         cmin = np.where(np.isnan(competitor_min), ref, competitor_min)
-        prob = (self.cart_rate0[sku] * (price / ref) ** (self.elasticity[sku] + p.gamma)
+        e = self.elasticity[sku] if elasticity is None else np.asarray(elasticity, dtype=float)
+        prob = (self.cart_rate0[sku] * (price / ref) ** (e + p.gamma)
                 * (cmin / price) ** p.gamma)
         return np.minimum(p.cart_rate_cap, prob)
 

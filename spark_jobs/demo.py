@@ -1,6 +1,7 @@
 """`make demo` / `lakehouse demo --minutes N`: the closed loop on the running stack (docs/experiments.md).
 
-Live shoppers use the API for a few minutes (A/B: model-driven pricing, live repricing and rule-based) while
+Live shoppers use the API for a few minutes (A/B: model-driven pricing, live repricing, the bandit and
+rule-based) while
 the live market streams competitor prices with the scripted shocks (`simulator.shocks.SCRIPT`: a competitor
 cut and raise, a demand surge and slump), which the shoppers feel too. Their events stream back through Kafka
 into the bronze stream tables, silver is promoted, the readout and a monitoring run follow, and a table shows
@@ -47,10 +48,10 @@ class DemoError(RuntimeError):
 
 def check_model_vs_rules(experiment: Experiment) -> None:
     strategies = {v.strategy for v in experiment.variants}
-    if not experiment.enabled or not {"model", "rule_based"} <= strategies <= {"model", "live", "rule_based"}:
-        raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant (and maybe a live "
-                        f"one) against a rule_based one (has {sorted(strategies)}, enabled={experiment.enabled}): "
-                        "see serving/experiments.yaml")
+    if not experiment.enabled or not {"model", "rule_based"} <= strategies <= {"model", "live", "bandit", "rule_based"}:
+        raise DemoError(f"experiment {experiment.name!r} must be enabled and pit a model variant (and maybe live and "
+                        f"bandit ones) against a rule_based one (has {sorted(strategies)}, "
+                        f"enabled={experiment.enabled}): see serving/experiments.yaml")
 
 
 def wait_until_landed(spark: SparkSession, settings: Settings, event_ids: tuple[str, ...],

@@ -17,7 +17,7 @@ DECISION_FIELDS: dict[str, str] = {
     "session_id": "string",
     "experiment": "string",  # null when no experiment applies
     "variant": "string",
-    "strategy": "string",  # optimizer | rule_based | live
+    "strategy": "string",  # optimizer | rule_based | live | bandit
     "model_name": "string",  # null for rule_based
     "model_version": "string",
     "sku": "string",  # null for shipping
@@ -30,4 +30,5 @@ DECISION_FIELDS: dict[str, str] = {
     "latency_ms": "double",  # time spent answering
     "live_features_as_of": "string",  # pricing, live variant: the as-of of the live features used, ISO-8601 UTC
     "reason_code": "string",  # pricing, live variant: COMPETITOR_MOVE | DEMAND_SURGE | DEMAND_SLUMP; null: daily price
+    "propensity": "double",  # pricing: the probability the strategy had of choosing this price (1: deterministic)
 }

@@ -65,7 +65,7 @@ def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_s
                                request={"postal_code": "02139"}, response={"estimate_usd": 7.25},
                                estimate_usd=7.25, fallback=True, latency_ms=0.8)
     negative = pricing_decision(3, price_usd=-1.0)
-    for record in (pricing_decision(1), pricing_decision(2), shipping, negative):
+    for record in (pricing_decision(1, propensity=0.25), pricing_decision(2), shipping, negative):
         logger.log(record)
     logger.close()
     # A message without its decision_id, as a broken producer would send it: a dead letter.
@@ -91,20 +91,20 @@ def test_decisions_land_in_bronze_and_silver_with_their_decision_id(spark, own_s
     silver = read_delta(spark, table("silver.decisions").location(own_settings))
     assertDataFrameEqual(
         silver.select("decision_id", "event_time", "event_date", "endpoint", "variant", "strategy", "model_version",
-                      "sku", "price_usd", "estimate_usd", "guardrails", "fallback", "latency_ms",
+                      "sku", "price_usd", "estimate_usd", "guardrails", "fallback", "latency_ms", "propensity",
                       F.get_json_object("request", "$.sku").alias("request_sku")),
         [Row(decision_id="00000000-0000-4000-8000-000000000001", event_time=datetime(2026, 11, 24, 6, 0, 1, 250000),
              event_date=date(2026, 11, 24), endpoint="pricing", variant="model", strategy="model", model_version="3",
              sku="SKU-000001", price_usd=11.0, estimate_usd=None, guardrails=["min_margin"], fallback=False,
-             latency_ms=1.5, request_sku="SKU-000001"),
+             latency_ms=1.5, propensity=0.25, request_sku="SKU-000001"),
          Row(decision_id="00000000-0000-4000-8000-000000000002", event_time=datetime(2026, 11, 24, 6, 0, 2, 250000),
              event_date=date(2026, 11, 24), endpoint="pricing", variant="model", strategy="model", model_version="3",
              sku="SKU-000002", price_usd=12.0, estimate_usd=None, guardrails=[], fallback=False, latency_ms=3.0,
-             request_sku="SKU-000002"),
+             propensity=None, request_sku="SKU-000002"),
          Row(decision_id="00000000-0000-4000-8000-000000000009", event_time=datetime(2026, 11, 24, 6, 0, 0, 250000),
              event_date=date(2026, 11, 24), endpoint="shipping", variant=None, strategy="rule_based",
              model_version=None, sku=None, price_usd=None, estimate_usd=7.25, guardrails=[], fallback=True,
-             latency_ms=0.8, request_sku=None)])
+             latency_ms=0.8, propensity=None, request_sku=None)])
     quarantined = read_delta(spark, table("silver.quarantine").location(own_settings)).collect()
     assert [(r.source, json.loads(r.record_key), r.failed_rules) for r in quarantined] == [
         ("decisions", {"decision_id": "00000000-0000-4000-8000-000000000003"}, ["price_non_negative"])]

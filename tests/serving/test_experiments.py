@@ -32,13 +32,14 @@ def config(*experiments: dict):
     return parse_config(yaml.safe_dump({"experiments": list(experiments)}))
 
 
-def test_the_default_file_runs_live_and_model_against_the_rules_in_thirds():
+def test_the_default_file_runs_model_live_and_bandit_against_the_rules_in_quarters():
     [pricing] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
                        ["experiments"]).experiments
     assert (pricing.name, pricing.endpoint, pricing.enabled, pricing.unit) == (
         "pricing_model_vs_rules", "pricing", True, "customer_id")
     assert [(v.name, v.weight, v.strategy, v.model_alias) for v in pricing.variants] == [
-        ("model", 33, "model", "champion"), ("live", 33, "live", "champion"), ("rule_based", 34, "rule_based", None)]
+        ("model", 25, "model", "champion"), ("live", 25, "live", "champion"), ("bandit", 25, "bandit", "champion"),
+        ("rule_based", 25, "rule_based", None)]
     assert pricing.default.name == "model"
 
 
@@ -111,12 +112,18 @@ def test_session_unit_and_country_targeting():
     ({"variants": [{"name": "m", "weight": 100, "strategy": "model", "model_alias": "staging"}]},
      "experiments.0.variants.0.model_alias: Input should be 'champion' or 'challenger'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rules"}]},
-     "experiments.0.variants.0.strategy: Input should be 'model', 'rule_based' or 'live'"),
+     "experiments.0.variants.0.strategy: Input should be 'model', 'rule_based', 'live' or 'bandit'"),
     ({"variants": [{"name": "r", "weight": 100, "strategy": "rule_based", "model_alias": "champion"}]},
      "experiments.0.variants.0: Value error, a 'rule_based' variant takes no model_alias"),
     ({"variants": [{"name": "a", "weight": 33.333, "strategy": "rule_based"},
                    {"name": "b", "weight": 66.667, "strategy": "rule_based"}]},
      "experiments.0.variants.0: Value error, weight 33.333 has more than two decimals"),
+    ({"variants": [{"name": "m", "weight": 100, "strategy": "model", "model_alias": "champion",
+                    "explore_share": 0.5}]},
+     "experiments.0.variants.0: Value error, only a 'bandit' variant takes explore_share, not a 'model' one"),
+    ({"variants": [{"name": "b", "weight": 100, "strategy": "bandit", "model_alias": "champion",
+                    "explore_share": 1.5}]},
+     "experiments.0.variants.0.explore_share: Input should be less than or equal to 1"),
     ({"unit": "email"}, "experiments.0.unit: Input should be 'customer_id' or 'session_id'"),
     ({"enabled": "maybe"}, "experiments.0.enabled: Input should be a valid boolean"),
     ({"targeting": {"segmnet": ["new"]}}, "experiments.0.targeting.segmnet: Extra inputs are not permitted"),
@@ -180,3 +187,12 @@ def test_kept_assignments_equal_fresh_ones_and_are_dropped_past_the_bound(tmp_pa
 
     assert first == again == [assign(config, s) for s in subjects]
     assert len(experiments._assigned) <= 2
+
+
+def test_a_bandit_variant_takes_its_exploration_share():
+    [bandit] = config(experiment(variants=[
+        {"name": "bandit", "weight": 50, "strategy": "bandit", "model_alias": "champion", "explore_share": 0.2},
+        {"name": "rules", "weight": 50, "strategy": "rule_based"}])).experiments
+    assigned = {assign(bandit, Subject(customer_id=f"C-{i}")) for i in range(40)}
+    assert {(a.variant, a.strategy, a.explore_share) for a in assigned} == {("bandit", "bandit", 0.2),
+                                                                           ("rules", "rule_based", None)}

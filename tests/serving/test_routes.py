@@ -75,6 +75,26 @@ def test_model_variant_prices_as_batch_scoring_did_and_rule_variant_as_the_rules
         scored.loc[sku, "rule_based_price_usd"], abs=0.005)
 
 
+def test_the_bandit_variant_draws_grid_prices_inside_the_guardrails(api, scored):
+    app, client = api
+    customer = customer_in(app, "bandit")
+    skus = [sku for sku in scored.index[:20] for _ in range(3)]
+    answers = [client.post("/v1/prices", json={"sku": sku, "customer": {"customer_id": customer}}).json()
+               for sku in skus]
+    state = app.state.serving.bandit.state
+    drawn = 0
+    for sku, answer in zip(skus, answers, strict=True):
+        assert answer["variant"] == "bandit"
+        assert answer["price_usd"] >= scored.loc[sku, "unit_cost_usd"] * RAILS.margin_factor - 0.005
+        if answer["fallback"]:  # no grid price inside today's guardrails: the model's daily price
+            assert answer["strategy"] == "optimizer" and "no open bandit price" in answer["fallback_reason"]
+            continue
+        drawn += 1
+        assert answer["strategy"] == "bandit" and answer["model"]["alias"] == "champion"
+        assert answer["price_usd"] in state.grid[state.rows([sku])[0]]
+    assert drawn >= len(skus) // 2
+
+
 def test_assignment_is_sticky_per_customer(api, scored):
     app, client = api
     sku = scored.index[1]

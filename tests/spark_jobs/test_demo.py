@@ -17,7 +17,7 @@ def test_the_repositorys_demo_experiment_is_model_driven_against_rule_based():
     experiment = readout.experiment_config(Settings(), demo.DEFAULT_EXPERIMENT)
     demo.check_model_vs_rules(experiment)  # raises otherwise
     assert readout.control_variant(experiment) == "rule_based"
-    assert {v.name: v.weight for v in experiment.variants} == {"model": 33, "live": 33, "rule_based": 34}
+    assert {v.name: v.weight for v in experiment.variants} == {"model": 25, "live": 25, "bandit": 25, "rule_based": 25}
 
 
 def test_an_experiment_that_is_not_model_against_rules_is_refused():
@@ -27,7 +27,8 @@ experiments:
      variants: [{name: a, weight: 50, strategy: model, model_alias: champion},
                 {name: b, weight: 50, strategy: model, model_alias: challenger}]}
 """).experiments
-    with pytest.raises(demo.DemoError, match=r"pit a model variant \(and maybe a live one\) against a rule_based one"):
+    with pytest.raises(demo.DemoError,
+                       match=r"pit a model variant \(and maybe live and bandit ones\) against a rule_based one"):
         demo.check_model_vs_rules(two_models)
 
 

@@ -1,7 +1,7 @@
 """The readout job on tiny silver tables written with the real Delta writer."""
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -14,6 +14,7 @@ from lakehouse.settings import Settings
 from lakehouse.sources import SOURCES
 from lakehouse.tables import table
 from readout.frames import VISITOR_COLUMNS, readout_rows
+from readout.outcomes import OutcomeJoin
 from spark_jobs import readout
 
 EXPERIMENTS = """
@@ -116,6 +117,25 @@ def test_decisions_join_behaviour_order_lines_and_the_cost_of_the_day(spark, lak
        "abandoned boolean, revenue_usd double, margin_usd double, has_line boolean, has_cost boolean")
     assertDataFrameEqual(outcomes, expected)
     assertDataFrameEqual(readout.visitor_outcomes(outcomes), spark.createDataFrame(VISITORS))
+
+
+def test_the_bandits_outcome_join_agrees_with_the_readouts_rule(spark, lake):
+    """One business rule, two paths: `readout.outcomes.OutcomeJoin` (the API's stream) counts an add-to-cart
+    for exactly the decisions `decision_outcomes` marks `added_to_cart`, with the events delivered twice and
+    in reverse order, some before their decisions."""
+    silver = [read_delta(spark, table(f"silver.{n}").location(lake))
+              for n in ("decisions", "clickstream", "transactions", "suppliers")]
+    outcomes = readout.decision_outcomes(*silver, EXP, "customer_id").toPandas()
+    shown = silver[0].toPandas()
+    shown = shown.loc[shown["decision_id"].isin(outcomes["decision_id"])]
+    events = silver[1].toPandas().assign(event_time=AT.isoformat()).to_dict("records")
+    join = OutcomeJoin()
+    join.add_events(events[::-1][:5])
+    join.add_decisions(shown.assign(price_usd=9.99, event_time=AT.isoformat()).to_dict("records"))
+    join.add_events(events[::-1] + events)
+    counted = join.drain(AT.replace(tzinfo=UTC)).set_index("decision_id")
+    assert counted["views"].to_dict() == dict.fromkeys(outcomes["decision_id"], 1)
+    assert (counted["add_to_carts"] == 1).to_dict() == outcomes.set_index("decision_id")["added_to_cart"].to_dict()
 
 
 def test_the_job_appends_the_whole_readout_to_gold(spark, lake):
