@@ -70,7 +70,7 @@ def test_s3a_options_point_at_the_endpoint_by_path_with_credentials_from_the_env
 
 def test_the_driver_log_goes_to_the_log_file_and_the_console_the_settings_ask_for(tmp_path):
     human, json_console = Settings(state_dir=tmp_path), Settings(state_dir=tmp_path, log_format="json")
-    common = f"-Dderby.system.home={tmp_path / 'derby'} -Dlog4j2.configurationFile={LOG4J_CONFIG}"
+    common = f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
     log = tmp_path / "logs" / "pipeline.log"
     assert driver_java_options(human, log) == (
         f"{common} -Dlakehouse.log.file={log} -Dlakehouse.log.console.text=error -Dlakehouse.log.console.json=off")
