@@ -9,6 +9,7 @@ JVM (the jobs, the streaming driver, the SQL endpoint) shares the one metastore;
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -47,18 +48,16 @@ def metastore_properties(settings: Settings) -> dict[str, str]:
     }
 
 
-def write_hive_site(settings: Settings) -> Path:
-    """Write `<state>/metastore/hive-site.xml`, readable by its owner only; returns its folder."""
+def write_hive_site(settings: Settings) -> None:
+    """Write `<state>/metastore/hive-site.xml`, readable by its owner only."""
     folder = hive_conf_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     body = "".join(f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n"
                    for k, v in metastore_properties(settings).items())
-    staged = folder / ".hive-site.xml.tmp"
-    staged.unlink(missing_ok=True)
-    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+    descriptor, staged = tempfile.mkstemp(dir=folder, prefix=".hive-site-")  # mode 0600
+    with os.fdopen(descriptor, "w") as out:
         out.write(f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n')
-    staged.replace(folder / "hive-site.xml")  # atomic: a JVM starting meanwhile reads the old or the new file
-    return folder
+    os.replace(staged, folder / "hive-site.xml")  # atomic: a JVM starting meanwhile reads the old or the new file
 
 
 def ensure_metastore_database(settings: Settings) -> None:

@@ -157,6 +157,16 @@ class Settings(BaseSettings):
         return host, int(port)
 
     @property
+    def sql_jdbc_url(self) -> str:
+        """The SQL endpoint for JDBC clients (beeline, DBeaver) and dbt-spark's thrift method."""
+        return f"jdbc:hive2://{self.sql_host}:{self.sql_thrift_port}/default"
+
+    @property
+    def spark_connect_url(self) -> str:
+        """The SQL endpoint for `SparkSession.builder.remote(...)`."""
+        return f"sc://{self.sql_host}:{self.spark_connect_port}"
+
+    @property
     def mlflow_host_port(self) -> tuple[str, int]:
         url = urlsplit(self.mlflow_tracking_uri)
         return url.hostname or "127.0.0.1", url.port or 80

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakehouse.catalog import write_hive_site
+from lakehouse.catalog import hive_conf_dir, write_hive_site
 from lakehouse.log import log_file
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
@@ -62,7 +62,7 @@ def spark_options(settings: Settings, log_to: Path | None) -> dict[str, str]:
     """The Spark configuration of every driver of the project (the jobs' sessions and the SQL endpoint): Delta, the
     Hive catalog in PostgreSQL (lakehouse.catalog), the jars, tuned for 2 cores."""
     jars = spark_jars(settings)
-    class_path = [str(write_hive_site(settings))]
+    class_path = [str(hive_conf_dir(settings))]
     options = {
         "spark.master": settings.spark_master_url,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -105,6 +105,7 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     settings = settings or get_settings()
     # pandas-on-Spark (used by pyspark.testing and toPandas paths) asks for this before the JVM starts.
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    write_hive_site(settings)
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_options(settings, log_file()).items():
         builder = builder.config(key, value)

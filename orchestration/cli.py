@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -160,6 +162,33 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql(args: argparse.Namespace) -> int:
+    """A statement on the SQL endpoint (started if it is not running), or beeline's shell without one."""
+    from orchestration.sql import SqlError, render, run_sql
+
+    settings = get_settings()
+    endpoint = Stack(settings, only=["postgres", "sql"])
+    if not all(row["healthy"] for row in endpoint.status()):
+        try:
+            with stage(log, "sql endpoint") as done:
+                endpoint.up()
+                done["summary"] = f"JDBC {settings.sql_jdbc_url}, Spark Connect {settings.spark_connect_url}"
+        except StackError:
+            return 1
+    if args.statement is None:
+        from orchestration.stack import spark_home
+
+        beeline = str(spark_home() / "bin" / "beeline")
+        os.environ["SPARK_HOME"] = str(spark_home())
+        os.execv(beeline, [beeline, "-u", settings.sql_jdbc_url, "-n", getpass.getuser()])
+    try:
+        print(render(run_sql(settings, args.statement), args.format))
+    except SqlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from lakehouse.quality import QualityGateError
     from lakehouse.spark import get_spark
@@ -262,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
                                              "seconds behind, rows, when).")
     tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
     tables.set_defaults(run=_tables)
+
+    sql = commands.add_parser(
+        "sql", help="run a SQL statement on the tables by name (gold.prices), or open a SQL shell",
+        description="Run one statement on the SQL endpoint (Spark Connect; the endpoint and PostgreSQL are started if "
+                    "they are not running) and print its result. Without a statement, open beeline's interactive "
+                    "shell on the endpoint's JDBC port. Exits 1 with the error's class and message when the endpoint "
+                    "refuses the statement.")
+    sql.add_argument("statement", nargs="?", help='e.g. "SELECT * FROM gold.prices LIMIT 5"; none: a shell')
+    sql.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                     help="how to print the rows (default: table)")
+    sql.set_defaults(run=_sql)
 
     api_key = commands.add_parser(
         "api-key", help="create, list and revoke the API's keys",

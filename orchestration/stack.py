@@ -288,10 +288,55 @@ def _serving_service(settings: Settings) -> Service:
     )
 
 
-def services(settings: Settings) -> list[Service]:
-    """The native stack in start order."""
-    return [_kafka_service(settings), _mlflow_service(settings), _postgres_service(settings),
-            _streaming_service(settings), _serving_service(settings)]
+def _sql_service(settings: Settings) -> Service:
+    """The SQL endpoint: one Spark driver serving the catalog's tables by name over JDBC/ODBC (the Spark Thrift
+    server) and Spark Connect (its plugin in the same JVM, so that both cost one driver's memory)."""
+    from lakehouse.catalog import ensure_metastore_database, write_hive_site
+    from lakehouse.spark import spark_options
+
+    # The stack's services log JSON lines (their log file is their stderr).
+    options = {**spark_options(settings.model_copy(update={"log_format": "json"}), None),
+               "spark.driver.memory": settings.sql_endpoint_memory,
+               "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+               "spark.connect.grpc.binding.address": settings.sql_host,
+               "spark.connect.grpc.binding.port": str(settings.spark_connect_port)}
+
+    def prepare() -> None:
+        write_hive_site(settings)
+        ensure_metastore_database(settings)
+
+    hive = {"hive.server2.thrift.bind.host": settings.sql_host,
+            "hive.server2.thrift.port": str(settings.sql_thrift_port)}
+    return Service(
+        name="sql",
+        command=[str(spark_home() / "bin" / "spark-submit"),
+                 "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lakehouse-sql",
+                 *(arg for key, value in options.items() for arg in ("--conf", f"{key}={value}")),
+                 *(arg for key, value in hive.items() for arg in ("--hiveconf", f"{key}={value}"))],
+        port=settings.sql_thrift_port,
+        healthy=lambda: (port_open(settings.sql_host, settings.sql_thrift_port)
+                         and port_open(settings.sql_host, settings.spark_connect_port)),
+        prepare=prepare,
+        env={"SPARK_HOME": str(spark_home())},
+    )
+
+
+def spark_home() -> Path:
+    """The Spark distribution inside the pyspark wheel (bin/spark-submit, bin/beeline, the jars)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+SERVICES: dict[str, Callable[[Settings], Service]] = {
+    "kafka": _kafka_service, "mlflow": _mlflow_service, "postgres": _postgres_service,
+    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service,
+}
+
+
+def services(settings: Settings, only: list[str] | None = None) -> list[Service]:
+    """The native stack's services in start order (only those named, when `only` is given)."""
+    return [build(settings) for name, build in SERVICES.items() if only is None or name in only]
 
 
 class Stack:
@@ -299,7 +344,7 @@ class Stack:
 
     def __init__(self, settings: Settings, only: list[str] | None = None):
         self.settings = settings
-        self.services = [s for s in services(settings) if only is None or s.name in only]
+        self.services = services(settings, only)
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
 

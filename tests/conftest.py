@@ -35,6 +35,8 @@ os.environ.update({
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(free_port()),
     "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
     "PGPORT": str(free_port()),
+    "LAKEHOUSE_SQL_THRIFT_PORT": str(free_port()),
+    "LAKEHOUSE_SPARK_CONNECT_PORT": str(free_port()),
     "PGPASSWORD": "lakehouse",  # the default: the README's psql line runs as it is (tests/operational)
     "LAKEHOUSE_SPARK_UI_ENABLED": "false",
     "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
@@ -105,6 +107,15 @@ def stack(pytestconfig):
     running = pytestconfig.stash[_STACK]
     running.wait_healthy()
     return running
+
+
+@pytest.fixture(scope="session")
+def sql_endpoint(stack, settings) -> Settings:
+    """The stack's SQL endpoint (Thrift JDBC and Spark Connect, one Spark driver) on the session's metastore."""
+    endpoint = Stack(settings, only=["sql"])
+    endpoint.up()
+    yield settings
+    endpoint.down()
 
 
 @pytest.fixture(scope="session")

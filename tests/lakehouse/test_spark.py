@@ -6,6 +6,7 @@ import sys
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from lakehouse.catalog import hive_conf_dir
 from lakehouse.settings import Settings
 from lakehouse.spark import LOG4J_CONFIG, MissingJarsError, driver_java_options, s3a_options, spark_jars
 
@@ -28,8 +29,11 @@ def test_session_is_configured_for_delta_in_utc(spark, settings):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == str(settings.spark_shuffle_partitions)
     assert conf.get("spark.ui.enabled") == "false"
-    # Local mode: the jars are on the driver's class path, not copied per session by `spark.jars`.
-    assert conf.get("spark.driver.extraClassPath").split(os.pathsep) == spark_jars(settings)
+    # Local mode: the jars are on the driver's class path, not copied per session by `spark.jars`; before them, the
+    # folder of the metastore's hive-site.xml.
+    assert conf.get("spark.driver.extraClassPath").split(os.pathsep) == [
+        str(hive_conf_dir(settings)), *spark_jars(settings)]
+    assert conf.get("spark.sql.catalogImplementation") == "hive"
     assert conf.get("spark.jars", None) is None
 
 
@@ -86,6 +90,7 @@ JVM_INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector"
 _DRIVER = """
 import logging, sys
 from lakehouse.log import configure_logging
+from lakehouse.catalog import hive_conf_dir
 from lakehouse.spark import get_spark
 configure_logging("driver.log")
 spark = get_spark("log-test")
