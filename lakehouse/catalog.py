@@ -90,12 +90,12 @@ def registered_location(spark: SparkSession, name: str) -> str | None:
     return next((r["data_type"] for r in rows if r["col_name"] == "Location"), None)
 
 
-def register(spark: SparkSession, target: Table, settings: Settings) -> None:
+def register(spark: SparkSession, target: Table, settings: Settings, recheck: bool = False) -> None:
     """Keep `<layer>.<table>` in the metastore pointing at the table's Delta location (an external table: dropping
     it never deletes data). Idempotent; a table registered at another location (another lake on the same
-    metastore) is pointed at this one."""
+    metastore) is pointed at this one. Once per process and table unless `recheck`."""
     location = target.location(settings)
-    if _registered.get(target.name) == location:
+    if _registered.get(target.name) == location and not recheck:
         return
     if not _registered:
         ensure_metastore_database(settings)

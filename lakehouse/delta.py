@@ -19,7 +19,7 @@ from pyspark.sql.types import DateType, StructType
 
 from lakehouse.catalog import register
 from lakehouse.settings import Settings
-from lakehouse.tables import Table
+from lakehouse.tables import TABLES, Table
 
 
 def delta_exists(spark: SparkSession, location: str) -> bool:
@@ -127,6 +127,17 @@ def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, .
         merger = merger.whenMatchedUpdateAll(condition=newer)
     merger.whenNotMatchedInsertAll().execute()
     register(spark, target, settings)
+
+
+def register_existing(spark: SparkSession, settings: Settings) -> list[str]:
+    """Register every table of the registry that exists in the lake (one built before the catalog, or after
+    another lake's tables took the names); returns their names."""
+    names = []
+    for target in TABLES.values():
+        if delta_exists(spark, target.location(settings)):
+            register(spark, target, settings, recheck=True)
+            names.append(target.name)
+    return names
 
 
 def delete(spark: SparkSession, target: Table, settings: Settings, where: str) -> None:

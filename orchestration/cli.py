@@ -137,6 +137,7 @@ def _print_where(settings: Settings) -> None:
   PostgreSQL       {psql}
   streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy
   tables           {cli} tables
+  SQL              {cli} sql "SELECT * FROM gold.prices LIMIT 5"  (make sql: a shell; the endpoint starts on demand)
   status, stop     make status, make down""")
 
 
@@ -186,6 +187,35 @@ def _sql(args: argparse.Namespace) -> int:
     except SqlError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from lakehouse.delta import register_existing
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    with stage(log, "catalog") as done:
+        names = register_existing(get_spark("catalog", settings), settings)
+        done["summary"] = f"{len(names)} tables registered"
+    print("\n".join(names))
+    return 0
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    """`make notebook`: JupyterLab and the SQL endpoint its notebooks use, started if they are not running."""
+    from orchestration.stack import jupyter_token_file
+
+    settings = get_settings()
+    try:
+        with stage(log, "notebooks") as done:
+            Stack(settings, only=["postgres", "sql", "jupyter"]).up()
+            done["summary"] = "JupyterLab and the SQL endpoint healthy"
+    except StackError:
+        return 1
+    token = jupyter_token_file(settings).read_text().strip()
+    print(f"  JupyterLab       http://{settings.sql_host}:{settings.jupyter_port}/lab?token={token}\n"
+          f"  stop             {shown(Path(sys.argv[0]))} stack down jupyter sql")
     return 0
 
 
@@ -267,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
                                 description="Manage the native stack (Kafka broker, MLflow server, PostgreSQL, "
-                                            "streaming driver, API).")
+                                            "streaming driver, API, SQL endpoint, JupyterLab).")
     stack.add_argument("action", choices=["up", "down", "status", "logs"])
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
@@ -302,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["table", "json", "csv"], default="table",
                      help="how to print the rows (default: table)")
     sql.set_defaults(run=_sql)
+
+    commands.add_parser(
+        "catalog", help="register every table of the lake in the catalog by name (<layer>.<table>)",
+        description="Register each table of the registry that exists in the lake in the metastore (each job keeps its "
+                    "own tables registered as it writes them: this is for a lake built before the catalog, or one "
+                    "whose names another lake took); prints their names.").set_defaults(run=_catalog)
+    commands.add_parser(
+        "notebook", help="serve JupyterLab on notebooks/ (and the SQL endpoint its notebooks read), print its URL",
+        description="Start PostgreSQL, the SQL endpoint and JupyterLab on loopback if they are not running, then print "
+                    "JupyterLab's URL with its token (kept in <state>/jupyter/token). The notebooks read the tables "
+                    "by name through Spark Connect.").set_defaults(run=_notebook)
 
     api_key = commands.add_parser(
         "api-key", help="create, list and revoke the API's keys",

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import pwd
+import secrets
 import signal
 import stat
 import subprocess
@@ -321,6 +322,37 @@ def _sql_service(settings: Settings) -> Service:
     )
 
 
+def _jupyter_service(settings: Settings) -> Service:
+    """JupyterLab on loopback, serving notebooks/ (sessions on the SQL endpoint through Spark Connect); its token is
+    a private file under the state folder, read by the server from JUPYTER_TOKEN_FILE, never a command line."""
+    home = settings.state_dir / "jupyter"
+    url = f"http://{settings.sql_host}:{settings.jupyter_port}"
+
+    def prepare() -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        if not jupyter_token_file(settings).exists():
+            descriptor = os.open(jupyter_token_file(settings), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_urlsafe(24))
+
+    return Service(
+        name="jupyter",
+        command=[sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={settings.sql_host}",
+                 f"--port={settings.jupyter_port}", f"--ServerApp.root_dir={REPO_ROOT / 'notebooks'}",
+                 # Jupyter refuses root unless told: the machines here run everything as root.
+                 *(["--allow-root"] if os.geteuid() == 0 else [])],
+        port=settings.jupyter_port,
+        healthy=lambda: http_ok(f"{url}/api"),
+        prepare=prepare,
+        env={**_child_env(settings), "JUPYTER_TOKEN_FILE": str(jupyter_token_file(settings)),
+             "JUPYTER_RUNTIME_DIR": str(home / "runtime")},
+    )
+
+
+def jupyter_token_file(settings: Settings) -> Path:
+    return settings.state_dir / "jupyter" / "token"
+
+
 def spark_home() -> Path:
     """The Spark distribution inside the pyspark wheel (bin/spark-submit, bin/beeline, the jars)."""
     import pyspark
@@ -330,7 +362,7 @@ def spark_home() -> Path:
 
 SERVICES: dict[str, Callable[[Settings], Service]] = {
     "kafka": _kafka_service, "mlflow": _mlflow_service, "postgres": _postgres_service,
-    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service,
+    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service, "jupyter": _jupyter_service,
 }
 
 
