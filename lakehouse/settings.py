@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     spark_connect_port: int = 15002
     sql_endpoint_memory: str = "1g"
     # JupyterLab (`make notebook`); its token is in <state>/jupyter/token.
+    jupyter_host: str = "127.0.0.1"
     jupyter_port: int = 8888
     # The server programs of Debian's postgresql package (`make postgres` installs it) for the native stack.
     postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")

@@ -37,6 +37,8 @@ def _stack(args: argparse.Namespace) -> int:
                 done["summary"] = f"stopped {', '.join(stopped)}" if stopped else "nothing was running"
         elif args.action == "logs":
             stack.tail_logs(follow=args.follow)
+        elif args.action == "run":
+            stack.run()
     except StackError:
         return 1  # the stage's line said why
     if args.action == "status":
@@ -214,7 +216,7 @@ def _notebook(args: argparse.Namespace) -> int:
     except StackError:
         return 1
     token = jupyter_token_file(settings).read_text().strip()
-    print(f"  JupyterLab       http://{settings.sql_host}:{settings.jupyter_port}/lab?token={token}\n"
+    print(f"  JupyterLab       http://{settings.jupyter_host}:{settings.jupyter_port}/lab?token={token}\n"
           f"  stop             {shown(Path(sys.argv[0]))} stack down jupyter sql")
     return 0
 
@@ -298,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
                                 description="Manage the native stack (Kafka broker, MLflow server, PostgreSQL, "
                                             "streaming driver, API, SQL endpoint, JupyterLab).")
-    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("action", choices=["up", "down", "status", "logs", "run"],
+                       help="run: one service in the foreground (the Compose stack's containers)")
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     stack.set_defaults(run=_stack)

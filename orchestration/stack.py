@@ -326,7 +326,7 @@ def _jupyter_service(settings: Settings) -> Service:
     """JupyterLab on loopback, serving notebooks/ (sessions on the SQL endpoint through Spark Connect); its token is
     a private file under the state folder, read by the server from JUPYTER_TOKEN_FILE, never a command line."""
     home = settings.state_dir / "jupyter"
-    url = f"http://{settings.sql_host}:{settings.jupyter_port}"
+    url = f"http://{settings.jupyter_host}:{settings.jupyter_port}"
 
     def prepare() -> None:
         home.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def _jupyter_service(settings: Settings) -> Service:
 
     return Service(
         name="jupyter",
-        command=[sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={settings.sql_host}",
+        command=[sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={settings.jupyter_host}",
                  f"--port={settings.jupyter_port}", f"--ServerApp.root_dir={REPO_ROOT / 'notebooks'}",
                  # Jupyter refuses root unless told: the machines here run everything as root.
                  *(["--allow-root"] if os.geteuid() == 0 else [])],
@@ -466,6 +466,14 @@ class Stack:
              "healthy": self.pid(s) is not None and s.healthy(), "log": str(self.log_file(s))}
             for s in self.services
         ]
+
+    def run(self) -> None:
+        """Run the one selected service in the foreground, in place of this process (a container's command)."""
+        if len(self.services) != 1:
+            raise StackError(f"run takes one service, not {len(self.services)}")
+        [service] = self.services
+        service.prepare()
+        os.execvpe(service.command[0], service.command, {**os.environ, **service.env})
 
     def tail_logs(self, follow: bool) -> None:
         files = [str(self.log_file(s)) for s in self.services if self.log_file(s).exists()]
