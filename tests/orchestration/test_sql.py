@@ -86,3 +86,19 @@ def test_the_catalog_lives_in_postgresql_and_survives_a_restart_of_the_endpoint(
     assert endpoint.down() == ["sql"]
     endpoint.up()
     assert sorted(row for (row,) in _thrift(sql_endpoint, AS_JSON)) == _delta_rows(spark, lake)
+
+
+def test_dbt_spark_builds_a_model_on_the_tables_by_name_over_the_thrift_method(spark, lake, sql_endpoint, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: lakehouse_check\nversion: '1.0'\nprofile: lakehouse\n")
+    (tmp_path / "profiles.yml").write_text(
+        "lakehouse:\n  target: local\n  outputs:\n    local:\n      type: spark\n      method: thrift\n"
+        f"      host: {sql_endpoint.sql_host}\n      port: {sql_endpoint.sql_thrift_port}\n      user: dbt\n"
+        "      schema: analytics\n      connect_retries: 2\n      connect_timeout: 10\n")
+    (tmp_path / "models" / "skus_priced.sql").write_text("select sku, price_usd from gold.prices")
+    dbt = subprocess.run([f"{sys.prefix}/bin/dbt", "run", "--profiles-dir", str(tmp_path)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert dbt.returncode == 0, dbt.stdout[-3000:]
+    expected = delta.read_delta(spark, table("gold.prices").location(lake)).select("sku", "price_usd").collect()
+    assert sorted(_thrift(sql_endpoint, "SELECT sku, price_usd FROM analytics.skus_priced")) == sorted(
+        tuple(r) for r in expected)
