@@ -44,10 +44,12 @@ def _stack(args: argparse.Namespace) -> int:
     if args.action == "status":
         rows = stack.status()
         for row in rows:
-            state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else "stopped")
+            state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else
+                                                      "stopped (on demand)" if row["on_demand"] else "stopped")
             print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
                   f"log={row['log']}")
-        return 0 if all(row["healthy"] for row in rows) else 3
+        # A service started on demand and not running is as it should be.
+        return 0 if all(row["healthy"] or (row["on_demand"] and not row["pid"]) for row in rows) else 3
     return 0
 
 

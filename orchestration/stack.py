@@ -47,6 +47,8 @@ class Service:
     prepare: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
+    # Started when a command needs it (`lakehouse sql`, `make notebook`), not by `make up`.
+    on_demand: bool = False
 
 
 def _kafka_service(settings: Settings) -> Service:
@@ -319,6 +321,7 @@ def _sql_service(settings: Settings) -> Service:
                          and port_open(settings.sql_host, settings.spark_connect_port)),
         prepare=prepare,
         env={"SPARK_HOME": str(spark_home())},
+        on_demand=True,
     )
 
 
@@ -346,6 +349,7 @@ def _jupyter_service(settings: Settings) -> Service:
         prepare=prepare,
         env={**_child_env(settings), "JUPYTER_TOKEN_FILE": str(jupyter_token_file(settings)),
              "JUPYTER_RUNTIME_DIR": str(home / "runtime")},
+        on_demand=True,
     )
 
 
@@ -462,7 +466,7 @@ class Stack:
 
     def status(self) -> list[dict]:
         return [
-            {"service": s.name, "pid": self.pid(s), "port": s.port,
+            {"service": s.name, "pid": self.pid(s), "port": s.port, "on_demand": s.on_demand,
              "healthy": self.pid(s) is not None and s.healthy(), "log": str(self.log_file(s))}
             for s in self.services
         ]
