@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 import psycopg
 from psycopg import sql
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from lakehouse.postgres import connect
@@ -101,9 +102,19 @@ def register(spark: SparkSession, target: Table, settings: Settings, recheck: bo
         ensure_metastore_database(settings)
     current = registered_location(spark, target.name)
     if current is None or not _same_location(current, location):
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{target.layer}`")
+        _create(spark, f"CREATE SCHEMA IF NOT EXISTS `{target.layer}`")
         if current is not None:
-            spark.sql(f"DROP TABLE {_quoted(target.name)}")
-        spark.sql(f"CREATE TABLE {_quoted(target.name)} USING DELTA LOCATION '{location}'")
+            spark.sql(f"DROP TABLE IF EXISTS {_quoted(target.name)}")
+        _create(spark, f"CREATE TABLE {_quoted(target.name)} USING DELTA LOCATION '{location}'")
     _registered[target.name] = location
+
+
+def _create(spark: SparkSession, statement: str) -> None:
+    """Run a CREATE; one that another process ran first is done (the jobs and the streaming driver start together,
+    and IF NOT EXISTS checks before it creates)."""
+    try:
+        spark.sql(statement)
+    except AnalysisException as error:
+        if not (error.getCondition() or "").endswith("ALREADY_EXISTS"):
+            raise
 
