@@ -103,7 +103,7 @@ postgres: ## Debian's PostgreSQL server for the operational database (apt-get wh
 		exit 1; \
 	fi
 
-test: $(INSTALLED) $(JARS) browser postgres ## run every test; integration tests start their own Kafka, MLflow and PostgreSQL
+test: $(INSTALLED) $(JARS) browser postgres ## run every test; integration tests start their own Kafka, MLflow, PostgreSQL and SQL endpoint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary
