@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 STACK ?= native
 PYTEST_ARGS ?=
 
-.PHONY: help install jars browser postgres up down status logs test bench pipeline demo lint lock compose-check
+.PHONY: help install jars browser postgres up down status logs sql notebook test bench pipeline demo lint lock compose-check
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,12 @@ logs: $(INSTALLED)
 	@$(LAKEHOUSE) stack logs --follow
 endif
 
+sql: $(INSTALLED) $(JARS) postgres ## SQL shell (beeline) on the tables by name; starts the SQL endpoint on demand
+	@$(LAKEHOUSE) sql
+
+notebook: $(INSTALLED) $(JARS) postgres ## JupyterLab on notebooks/ at 127.0.0.1:8888 (token in the URL printed)
+	@$(LAKEHOUSE) notebook
+
 # Debian's Chromium draws the status page in its browser test (tests/serving/test_status_page.py).
 CHROMIUM := /usr/bin/chromium
 browser: ## headless Chromium for the status page test (apt-get when root, otherwise says what to install)
@@ -99,7 +105,7 @@ postgres: ## Debian's PostgreSQL server for the operational database (apt-get wh
 		exit 1; \
 	fi
 
-test: $(INSTALLED) $(JARS) browser postgres ## run every test; integration tests start their own Kafka, MLflow and PostgreSQL
+test: $(INSTALLED) $(JARS) browser postgres ## run every test; integration tests start their own Kafka, MLflow, PostgreSQL and SQL endpoint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 pipeline: $(INSTALLED) $(JARS) ## run the batch pipeline (landing -> bronze -> ...) with progress and a summary

@@ -1,7 +1,8 @@
 """Storage I/O over Delta tables addressed by location (local folder or s3a://): the one table-write layer.
 
 Every job writes through `create`, `append`, `append_rows`, `replace` and `merge`, which apply the table
-registry's partitioning and, when a write creates a table, its properties (`Table.creation_options`).
+registry's partitioning and, when a write creates a table, its properties (`Table.creation_options`), and keep the
+table registered in the catalog by name (`lakehouse.catalog`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import DateType, StructType
 
+from lakehouse.catalog import register
 from lakehouse.settings import Settings
-from lakehouse.tables import Table
+from lakehouse.tables import TABLES, Table
 
 
 def delta_exists(spark: SparkSession, location: str) -> bool:
@@ -54,6 +56,7 @@ def create(frame: DataFrame, target: Table, settings: Settings) -> None:
     else:
         writer = _writer(frame, target, "append").option("optimizeWrite", "true")
     writer.options(**target.creation_options).save(target.location(settings))
+    register(frame.sparkSession, target, settings)
 
 
 def append(frame: DataFrame, target: Table, settings: Settings, metadata: dict[str, Any] | None = None) -> None:
@@ -63,6 +66,7 @@ def append(frame: DataFrame, target: Table, settings: Settings, metadata: dict[s
     if metadata is not None:
         writer = writer.option("userMetadata", json.dumps(metadata))
     writer.save(target.location(settings))
+    register(frame.sparkSession, target, settings)
 
 
 def records(frame: pd.DataFrame, schema: StructType) -> list[tuple]:
@@ -92,6 +96,7 @@ def replace(frame: DataFrame, target: Table, settings: Settings, where: str | No
     if where is not None:
         writer = writer.option("replaceWhere", where)
     writer.save(target.location(settings))
+    register(frame.sparkSession, target, settings)
 
 
 def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, ...], newer: str | None,
@@ -121,6 +126,18 @@ def merge(rows: DataFrame, target: Table, settings: Settings, keys: tuple[str, .
     if newer:
         merger = merger.whenMatchedUpdateAll(condition=newer)
     merger.whenNotMatchedInsertAll().execute()
+    register(spark, target, settings)
+
+
+def register_existing(spark: SparkSession, settings: Settings) -> list[str]:
+    """Register every table of the registry that exists in the lake (one built before the catalog, or after
+    another lake's tables took the names); returns their names."""
+    names = []
+    for target in TABLES.values():
+        if delta_exists(spark, target.location(settings)):
+            register(spark, target, settings, recheck=True)
+            names.append(target.name)
+    return names
 
 
 def delete(spark: SparkSession, target: Table, settings: Settings, where: str) -> None:

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     pg_user: str = Field("lakehouse", validation_alias=AliasChoices("PGUSER"))
     pg_password: SecretStr = Field(SecretStr("lakehouse"), validation_alias=AliasChoices("PGPASSWORD"))
     pg_database: str = Field("lakehouse", validation_alias=AliasChoices("PGDATABASE"))
+    # The Hive metastore (lakehouse.catalog): a database of that PostgreSQL server, shared by every Spark JVM.
+    metastore_database: str = "metastore"
+    # The SQL endpoint (one Spark driver): JDBC/ODBC through the Thrift server, and Spark Connect.
+    sql_host: str = "127.0.0.1"
+    sql_thrift_port: int = 10000
+    spark_connect_port: int = 15002
+    sql_endpoint_memory: str = "1g"
+    # JupyterLab (`make notebook`); its token is in <state>/jupyter/token.
+    jupyter_host: str = "127.0.0.1"
+    jupyter_port: int = 8888
     # The server programs of Debian's postgresql package (`make postgres` installs it) for the native stack.
     postgres_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     spark_master_url: str = Field("local[2]", validation_alias=AliasChoices("SPARK_MASTER_URL"))
@@ -146,6 +156,16 @@ class Settings(BaseSettings):
         """Host and port of the first bootstrap server (the native broker listens there)."""
         host, _, port = self.kafka_bootstrap_servers.split(",")[0].rpartition(":")
         return host, int(port)
+
+    @property
+    def sql_jdbc_url(self) -> str:
+        """The SQL endpoint for JDBC clients (beeline, DBeaver) and dbt-spark's thrift method."""
+        return f"jdbc:hive2://{self.sql_host}:{self.sql_thrift_port}/default"
+
+    @property
+    def spark_connect_url(self) -> str:
+        """The SQL endpoint for `SparkSession.builder.remote(...)`."""
+        return f"sc://{self.sql_host}:{self.spark_connect_port}"
 
     @property
     def mlflow_host_port(self) -> tuple[str, int]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from lakehouse.catalog import hive_conf_dir, write_hive_site
 from lakehouse.log import log_file
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
@@ -43,7 +44,7 @@ def s3a_options(settings: Settings) -> dict[str, str]:
 
 
 def driver_java_options(settings: Settings, log_to: Path | None) -> str:
-    """The driver JVM's options: the metastore's folder, and where Spark's own log goes (infra/spark/log4j2.properties):
+    """The driver JVM's options: where Spark's own log goes (infra/spark/log4j2.properties):
     with a log file, warnings go there and a person's console sees errors only; a JSON console (a service's log,
     or LAKEHOUSE_LOG_FORMAT=json) gets the warnings as JSON lines."""
     if settings.log_format == "json":
@@ -51,11 +52,48 @@ def driver_java_options(settings: Settings, log_to: Path | None) -> str:
     else:
         console = {"text": "error" if log_to else "warn", "json": "off"}
     return " ".join([
-        f"-Dderby.system.home={settings.state_dir / 'derby'}",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         *([f"-Dlakehouse.log.file={log_to}"] if log_to else []),
         *(f"-Dlakehouse.log.console.{kind}={level}" for kind, level in console.items()),
     ])
+
+
+def spark_options(settings: Settings, log_to: Path | None) -> dict[str, str]:
+    """The Spark configuration of every driver of the project (the jobs' sessions and the SQL endpoint): Delta, the
+    Hive catalog in PostgreSQL (lakehouse.catalog), the jars, tuned for 2 cores."""
+    jars = spark_jars(settings)
+    class_path = [str(hive_conf_dir(settings))]
+    options = {
+        "spark.master": settings.spark_master_url,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # Tables by name (`gold.prices`) from the metastore every JVM shares.
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.default.parallelism": str(settings.spark_shuffle_partitions),
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.inMemoryColumnarStorage.compressed": str(settings.spark_cache_compressed).lower(),
+        "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        # All timestamps are stored and compared in UTC, whatever the machine's zone.
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.warehouse.dir": str(settings.state_dir / "warehouse"),
+        "spark.driver.extraJavaOptions": driver_java_options(settings, log_to),
+        # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+        **s3a_options(settings),
+    }
+    if settings.spark_master_url.startswith("local"):
+        # The executor is the driver's JVM: the jars go on its class path. `spark.jars` would copy each one
+        # (the AWS SDK bundle alone is 640 MB) into a temporary folder per session, which costs seconds at
+        # every start and is left behind in /tmp by every killed process.
+        class_path += jars
+    else:
+        # Executors on other machines fetch the jars from the driver, so nothing is installed on workers.
+        options["spark.jars"] = ",".join(jars)
+    # hive-site.xml is read from the driver's class path: the metastore's password is on no command line.
+    options["spark.driver.extraClassPath"] = os.pathsep.join(class_path)
+    return options
 
 
 def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
@@ -67,34 +105,9 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     settings = settings or get_settings()
     # pandas-on-Spark (used by pyspark.testing and toPandas paths) asks for this before the JVM starts.
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
-    jars = spark_jars(settings)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark_master_url)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.default.parallelism", str(settings.spark_shuffle_partitions))
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.sql.inMemoryColumnarStorage.compressed", str(settings.spark_cache_compressed).lower())
-        .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
-        .config("spark.ui.showConsoleProgress", "false")
-        # All timestamps are stored and compared in UTC, whatever the machine's zone.
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.warehouse.dir", str(settings.state_dir / "warehouse"))
-        .config("spark.driver.extraJavaOptions", driver_java_options(settings, log_file()))
-        # Delta's own defaults for small local tables: no automatic compaction thresholds to tune here.
-        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
-    )
-    if settings.spark_master_url.startswith("local"):
-        # The executor is the driver's JVM: the jars go on its class path. `spark.jars` would copy each one
-        # (the AWS SDK bundle alone is 640 MB) into a temporary folder per session, which costs seconds at
-        # every start and is left behind in /tmp by every killed process.
-        builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(jars))
-    else:
-        # Executors on other machines fetch the jars from the driver, so nothing is installed on workers.
-        builder = builder.config("spark.jars", ",".join(jars))
-    for key, value in s3a_options(settings).items():
+    write_hive_site(settings)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_options(settings, log_file()).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -35,15 +37,19 @@ def _stack(args: argparse.Namespace) -> int:
                 done["summary"] = f"stopped {', '.join(stopped)}" if stopped else "nothing was running"
         elif args.action == "logs":
             stack.tail_logs(follow=args.follow)
+        elif args.action == "run":
+            stack.run()
     except StackError:
         return 1  # the stage's line said why
     if args.action == "status":
         rows = stack.status()
         for row in rows:
-            state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else "stopped")
+            state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else
+                                                      "stopped (on demand)" if row["on_demand"] else "stopped")
             print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
                   f"log={row['log']}")
-        return 0 if all(row["healthy"] for row in rows) else 3
+        # A service started on demand and not running is as it should be.
+        return 0 if all(row["healthy"] or (row["on_demand"] and not row["pid"]) for row in rows) else 3
     return 0
 
 
@@ -135,6 +141,7 @@ def _print_where(settings: Settings) -> None:
   PostgreSQL       {psql}
   streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy
   tables           {cli} tables
+  SQL              {cli} sql "SELECT * FROM gold.prices LIMIT 5"  (make sql: a shell; the endpoint starts on demand)
   status, stop     make status, make down""")
 
 
@@ -157,6 +164,62 @@ def _tables(args: argparse.Namespace) -> int:
             if entry["name"] in states:
                 entry["postgres"] = states[entry["name"]]
     print(json.dumps(tables, indent=2))
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    """A statement on the SQL endpoint (started if it is not running), or beeline's shell without one."""
+    from orchestration.sql import SqlError, render, run_sql
+
+    settings = get_settings()
+    endpoint = Stack(settings, only=["postgres", "sql"])
+    if not all(row["healthy"] for row in endpoint.status()):
+        try:
+            with stage(log, "sql endpoint") as done:
+                endpoint.up()
+                done["summary"] = f"JDBC {settings.sql_jdbc_url}, Spark Connect {settings.spark_connect_url}"
+        except StackError:
+            return 1
+    if args.statement is None:
+        from orchestration.stack import spark_home
+
+        beeline = str(spark_home() / "bin" / "beeline")
+        os.environ["SPARK_HOME"] = str(spark_home())
+        os.execv(beeline, [beeline, "-u", settings.sql_jdbc_url, "-n", getpass.getuser()])
+    try:
+        print(render(run_sql(settings, args.statement), args.format))
+    except SqlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from lakehouse.delta import register_existing
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    with stage(log, "catalog") as done:
+        names = register_existing(get_spark("catalog", settings), settings)
+        done["summary"] = f"{len(names)} tables registered"
+    print("\n".join(names))
+    return 0
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    """`make notebook`: JupyterLab and the SQL endpoint its notebooks use, started if they are not running."""
+    from orchestration.stack import jupyter_token_file
+
+    settings = get_settings()
+    try:
+        with stage(log, "notebooks") as done:
+            Stack(settings, only=["postgres", "sql", "jupyter"]).up()
+            done["summary"] = "JupyterLab and the SQL endpoint healthy"
+    except StackError:
+        return 1
+    token = jupyter_token_file(settings).read_text().strip()
+    print(f"  JupyterLab       http://{settings.jupyter_host}:{settings.jupyter_port}/lab?token={token}\n"
+          f"  stop             {shown(Path(sys.argv[0]))} stack down jupyter sql")
     return 0
 
 
@@ -238,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = commands.add_parser("stack", help="start, stop and inspect the native stack",
                                 description="Manage the native stack (Kafka broker, MLflow server, PostgreSQL, "
-                                            "streaming driver, API).")
-    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+                                            "streaming driver, API, SQL endpoint, JupyterLab).")
+    stack.add_argument("action", choices=["up", "down", "status", "logs", "run"],
+                       help="run: one service in the foreground (the Compose stack's containers)")
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     stack.set_defaults(run=_stack)
@@ -262,6 +326,28 @@ def build_parser() -> argparse.ArgumentParser:
                                              "seconds behind, rows, when).")
     tables.add_argument("--layer", choices=["bronze", "silver", "gold", "ops"], help="only this layer")
     tables.set_defaults(run=_tables)
+
+    sql = commands.add_parser(
+        "sql", help="run a SQL statement on the tables by name (gold.prices), or open a SQL shell",
+        description="Run one statement on the SQL endpoint (Spark Connect; the endpoint and PostgreSQL are started if "
+                    "they are not running) and print its result. Without a statement, open beeline's interactive "
+                    "shell on the endpoint's JDBC port. Exits 1 with the error's class and message when the endpoint "
+                    "refuses the statement.")
+    sql.add_argument("statement", nargs="?", help='e.g. "SELECT * FROM gold.prices LIMIT 5"; none: a shell')
+    sql.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                     help="how to print the rows (default: table)")
+    sql.set_defaults(run=_sql)
+
+    commands.add_parser(
+        "catalog", help="register every table of the lake in the catalog by name (<layer>.<table>)",
+        description="Register each table of the registry that exists in the lake in the metastore (each job keeps its "
+                    "own tables registered as it writes them: this is for a lake built before the catalog, or one "
+                    "whose names another lake took); prints their names.").set_defaults(run=_catalog)
+    commands.add_parser(
+        "notebook", help="serve JupyterLab on notebooks/ (and the SQL endpoint its notebooks read), print its URL",
+        description="Start PostgreSQL, the SQL endpoint and JupyterLab on loopback if they are not running, then print "
+                    "JupyterLab's URL with its token (kept in <state>/jupyter/token). The notebooks read the tables "
+                    "by name through Spark Connect.").set_defaults(run=_notebook)
 
     api_key = commands.add_parser(
         "api-key", help="create, list and revoke the API's keys",

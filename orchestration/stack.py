@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -47,6 +48,8 @@ class Service:
     prepare: Callable[[], None] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
+    # Started when a command needs it (`lakehouse sql`, `make notebook`), not by `make up`.
+    on_demand: bool = False
 
 
 def _kafka_service(settings: Settings) -> Service:
@@ -294,10 +297,88 @@ def _serving_service(settings: Settings) -> Service:
     )
 
 
-def services(settings: Settings) -> list[Service]:
-    """The native stack in start order."""
-    return [_kafka_service(settings), _mlflow_service(settings), _postgres_service(settings),
-            _streaming_service(settings), _serving_service(settings)]
+def _sql_service(settings: Settings) -> Service:
+    """The SQL endpoint: one Spark driver serving the catalog's tables by name over JDBC/ODBC (the Spark Thrift
+    server) and Spark Connect (its plugin in the same JVM, so that both cost one driver's memory)."""
+    from lakehouse.catalog import ensure_metastore_database, write_hive_site
+    from lakehouse.spark import spark_options
+
+    # The stack's services log JSON lines (their log file is their stderr).
+    options = {**spark_options(settings.model_copy(update={"log_format": "json"}), None),
+               "spark.driver.memory": settings.sql_endpoint_memory,
+               "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+               "spark.connect.grpc.binding.address": settings.sql_host,
+               "spark.connect.grpc.binding.port": str(settings.spark_connect_port)}
+
+    def prepare() -> None:
+        write_hive_site(settings)
+        ensure_metastore_database(settings)
+
+    hive = {"hive.server2.thrift.bind.host": settings.sql_host,
+            "hive.server2.thrift.port": str(settings.sql_thrift_port)}
+    return Service(
+        name="sql",
+        command=[str(spark_home() / "bin" / "spark-submit"),
+                 "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lakehouse-sql",
+                 *(arg for key, value in options.items() for arg in ("--conf", f"{key}={value}")),
+                 *(arg for key, value in hive.items() for arg in ("--hiveconf", f"{key}={value}"))],
+        port=settings.sql_thrift_port,
+        healthy=lambda: (port_open(settings.sql_host, settings.sql_thrift_port)
+                         and port_open(settings.sql_host, settings.spark_connect_port)),
+        prepare=prepare,
+        env={"SPARK_HOME": str(spark_home())},
+        on_demand=True,
+    )
+
+
+def _jupyter_service(settings: Settings) -> Service:
+    """JupyterLab on loopback, serving notebooks/ (sessions on the SQL endpoint through Spark Connect); its token is
+    a private file under the state folder, read by the server from JUPYTER_TOKEN_FILE, never a command line."""
+    home = settings.state_dir / "jupyter"
+    url = f"http://{settings.jupyter_host}:{settings.jupyter_port}"
+
+    def prepare() -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        if not jupyter_token_file(settings).exists():
+            descriptor = os.open(jupyter_token_file(settings), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_urlsafe(24))
+
+    return Service(
+        name="jupyter",
+        command=[sys.executable, "-m", "jupyterlab", "--no-browser", f"--ip={settings.jupyter_host}",
+                 f"--port={settings.jupyter_port}", f"--ServerApp.root_dir={REPO_ROOT / 'notebooks'}",
+                 # Jupyter refuses root unless told: the machines here run everything as root.
+                 *(["--allow-root"] if os.geteuid() == 0 else [])],
+        port=settings.jupyter_port,
+        healthy=lambda: http_ok(f"{url}/api"),
+        prepare=prepare,
+        env={**_child_env(settings), "JUPYTER_TOKEN_FILE": str(jupyter_token_file(settings)),
+             "JUPYTER_RUNTIME_DIR": str(home / "runtime")},
+        on_demand=True,
+    )
+
+
+def jupyter_token_file(settings: Settings) -> Path:
+    return settings.state_dir / "jupyter" / "token"
+
+
+def spark_home() -> Path:
+    """The Spark distribution inside the pyspark wheel (bin/spark-submit, bin/beeline, the jars)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+SERVICES: dict[str, Callable[[Settings], Service]] = {
+    "kafka": _kafka_service, "mlflow": _mlflow_service, "postgres": _postgres_service,
+    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service, "jupyter": _jupyter_service,
+}
+
+
+def services(settings: Settings, only: list[str] | None = None) -> list[Service]:
+    """The native stack's services in start order (only those named, when `only` is given)."""
+    return [build(settings) for name, build in SERVICES.items() if only is None or name in only]
 
 
 class Stack:
@@ -305,7 +386,7 @@ class Stack:
 
     def __init__(self, settings: Settings, only: list[str] | None = None):
         self.settings = settings
-        self.services = [s for s in services(settings) if only is None or s.name in only]
+        self.services = services(settings, only)
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -391,10 +472,18 @@ class Stack:
 
     def status(self) -> list[dict]:
         return [
-            {"service": s.name, "pid": self.pid(s), "port": s.port,
+            {"service": s.name, "pid": self.pid(s), "port": s.port, "on_demand": s.on_demand,
              "healthy": self.pid(s) is not None and s.healthy(), "log": str(self.log_file(s))}
             for s in self.services
         ]
+
+    def run(self) -> None:
+        """Run the one selected service in the foreground, in place of this process (a container's command)."""
+        if len(self.services) != 1:
+            raise StackError(f"run takes one service, not {len(self.services)}")
+        [service] = self.services
+        service.prepare()
+        os.execvpe(service.command[0], service.command, {**os.environ, **service.env})
 
     def tail_logs(self, follow: bool) -> None:
         files = [str(self.log_file(s)) for s in self.services if self.log_file(s).exists()]

@@ -35,6 +35,8 @@ os.environ.update({
     "LAKEHOUSE_KAFKA_CONTROLLER_PORT": str(free_port()),
     "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
     "PGPORT": str(free_port()),
+    "LAKEHOUSE_SQL_THRIFT_PORT": str(free_port()),
+    "LAKEHOUSE_SPARK_CONNECT_PORT": str(free_port()),
     "PGPASSWORD": "lakehouse",  # the default: the README's psql line runs as it is (tests/operational)
     "LAKEHOUSE_SPARK_UI_ENABLED": "false",
     "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
@@ -61,7 +63,9 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(settings):
-    """One local SparkSession with Delta for the whole run (start-up costs seconds)."""
+    """One local SparkSession with Delta for the whole run (start-up costs seconds). Its writes register their
+    tables in the metastore (lakehouse.catalog), which lives in the session's PostgreSQL."""
+    Stack(settings, only=["postgres"]).wait_healthy()
     session = get_spark("tests", settings)
     yield session
     session.stop()
@@ -81,11 +85,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Python's default for SIGTERM ends the process at once and leaves them running.
     signal.signal(signal.SIGTERM, _interrupted)
     # Kafka and MLflow take tens of seconds to come up: launch them (and PostgreSQL) now, so that they start while the
-    # Spark tests run, and let the `stack` fixture wait for their health.
-    if _wants_integration(config):
-        # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
-        config.stash[_STACK] = Stack(get_settings(), only=["kafka", "mlflow", "postgres"])
-        config.stash[_STACK].start()
+    # Spark tests run, and let the `stack` fixture wait for their health. PostgreSQL always: it holds the metastore
+    # every Spark write registers its table in.
+    # The streaming service is a Spark driver: tests/streaming start it on their own state folder.
+    services = ["kafka", "mlflow", "postgres"] if _wants_integration(config) else ["postgres"]
+    config.stash[_STACK] = Stack(get_settings(), only=services)
+    config.stash[_STACK].start()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -97,11 +102,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def stack(pytestconfig):
     """The real Kafka broker, MLflow server and PostgreSQL of the test session, healthy."""
-    if _STACK not in pytestconfig.stash:
+    if not _wants_integration(pytestconfig):
         pytest.skip("integration tests deselected")
     running = pytestconfig.stash[_STACK]
     running.wait_healthy()
     return running
+
+
+@pytest.fixture(scope="session")
+def sql_endpoint(stack, settings) -> Settings:
+    """The stack's SQL endpoint (Thrift JDBC and Spark Connect, one Spark driver) on the session's metastore."""
+    endpoint = Stack(settings, only=["sql"])
+    endpoint.up()
+    yield settings
+    endpoint.down()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import yaml
 
 from lakehouse.settings import REPO_ROOT, Settings
 from lakehouse.versions import locked, pom_property
+from orchestration.stack import SERVICES as STACK_SERVICES
 from serving.metrics import ServingMetrics
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
@@ -36,7 +37,7 @@ def test_compose_file_is_valid_against_the_compose_spec():
 
 def test_compose_runs_the_services_the_design_names():
     assert set(SERVICES) == {"kafka", "minio", "minio-init", "spark-master", "spark-worker", "mlflow", "api",
-                             "postgres", "prometheus", "grafana"}
+                             "postgres", "sql", "jupyter", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize(("service", "ports"), [
@@ -44,6 +45,8 @@ def test_compose_runs_the_services_the_design_names():
     ("mlflow", ["5000:5000"]),
     ("api", ["8000:8000"]),
     ("postgres", ["5432:5432"]),
+    ("sql", ["10000:10000", "15002:15002"]),
+    ("jupyter", ["8888:8888"]),
     ("minio", ["9000:9000", "9001:9001"]),
     ("spark-master", ["7077:7077", "8080:8080"]),
     ("prometheus", ["9090:9090"]),
@@ -54,18 +57,37 @@ def test_ports_are_the_native_ones(service, ports):
 
 
 def test_native_defaults_use_the_same_ports(monkeypatch):
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LAKEHOUSE_API_PORT", "PGPORT"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LAKEHOUSE_API_PORT", "PGPORT",
+                 "LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     defaults = Settings(_env_file=None)
     assert defaults.kafka_host_port[1] == 9092
     assert defaults.pg_port == 5432
     assert defaults.mlflow_host_port[1] == 5000
     assert defaults.api_port == 8000
+    assert (defaults.sql_thrift_port, defaults.spark_connect_port, defaults.jupyter_port) == (10000, 15002, 8888)
+
+
+@pytest.mark.parametrize("service", ["sql", "jupyter"])
+def test_the_sql_endpoint_and_jupyter_run_the_native_stacks_service_in_the_foreground(service):
+    assert SERVICES[service]["command"] == ["lakehouse", "stack", "run", service]
+    assert service in STACK_SERVICES
+    assert set(SERVICES[service]["environment"]) - _settings_env_names() - STORAGE_ENV == set()
+    environment = SERVICES[service]["environment"]
+    for name in ("LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT"):
+        if name in environment:
+            assert f"{environment[name]}:{environment[name]}" in SERVICES[service]["ports"]
+    # The metastore is a database of the postgres service, which the SQL endpoint's start creates.
+    assert SERVICES["sql"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert SERVICES["jupyter"]["environment"]["LAKEHOUSE_SQL_HOST"] == "sql"
+
+
+# Read by the AWS SDK and MLflow, not the settings.
+STORAGE_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"}
 
 
 def test_api_environment_uses_only_names_the_settings_know():
-    known = _settings_env_names() | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"}
-    assert set(SERVICES["api"]["environment"]) - known == set()
+    assert set(SERVICES["api"]["environment"]) - _settings_env_names() - STORAGE_ENV == set()
     assert {"KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "SPARK_MASTER_URL",
             "LAKEHOUSE_STORAGE_ROOT", "LAKEHOUSE_S3_ENDPOINT"} <= set(SERVICES["api"]["environment"])
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from lakehouse.catalog import hive_conf_dir
 from lakehouse.settings import Settings
 from lakehouse.spark import LOG4J_CONFIG, MissingJarsError, driver_java_options, s3a_options, spark_jars
 
@@ -28,8 +29,11 @@ def test_session_is_configured_for_delta_in_utc(spark, settings):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == str(settings.spark_shuffle_partitions)
     assert conf.get("spark.ui.enabled") == "false"
-    # Local mode: the jars are on the driver's class path, not copied per session by `spark.jars`.
-    assert conf.get("spark.driver.extraClassPath").split(os.pathsep) == spark_jars(settings)
+    # Local mode: the jars are on the driver's class path, not copied per session by `spark.jars`; before them, the
+    # folder of the metastore's hive-site.xml.
+    assert conf.get("spark.driver.extraClassPath").split(os.pathsep) == [
+        str(hive_conf_dir(settings)), *spark_jars(settings)]
+    assert conf.get("spark.sql.catalogImplementation") == "hive"
     assert conf.get("spark.jars", None) is None
 
 
@@ -70,7 +74,7 @@ def test_s3a_options_point_at_the_endpoint_by_path_with_credentials_from_the_env
 
 def test_the_driver_log_goes_to_the_log_file_and_the_console_the_settings_ask_for(tmp_path):
     human, json_console = Settings(state_dir=tmp_path), Settings(state_dir=tmp_path, log_format="json")
-    common = f"-Dderby.system.home={tmp_path / 'derby'} -Dlog4j2.configurationFile={LOG4J_CONFIG}"
+    common = f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
     log = tmp_path / "logs" / "pipeline.log"
     assert driver_java_options(human, log) == (
         f"{common} -Dlakehouse.log.file={log} -Dlakehouse.log.console.text=error -Dlakehouse.log.console.json=off")
@@ -86,6 +90,7 @@ JVM_INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector"
 _DRIVER = """
 import logging, sys
 from lakehouse.log import configure_logging
+from lakehouse.catalog import hive_conf_dir
 from lakehouse.spark import get_spark
 configure_logging("driver.log")
 spark = get_spark("log-test")

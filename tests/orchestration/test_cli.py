@@ -50,6 +50,8 @@ def _where(state: str, cli_path: str = ".venv/bin/lakehouse") -> list[str]:
         "(password: $PGPASSWORD, by default lakehouse)",
         "  streaming        starting (a Spark driver, about half a minute): `make status` shows when it is healthy",
         f"  tables           {cli_path} tables",
+        f'  SQL              {cli_path} sql "SELECT * FROM gold.prices LIMIT 5"  (make sql: a shell; the endpoint '
+        "starts on demand)",
         "  status, stop     make status, make down",
     ]
 

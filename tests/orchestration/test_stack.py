@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from lakehouse.kafka import kafka_producer, send
 from lakehouse.postgres import PostgresUnavailable, connect
 from lakehouse.settings import Settings
-from orchestration.stack import Stack, StackError, kafka_cluster_id
+from orchestration.stack import Stack, StackError, kafka_cluster_id, services
 from tests.support import consume, free_port
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_up_is_idempotent_and_down_leaves_no_process_or_port(tmp_path, settings)
     assert not kafka.pid_file(service).exists()
     with socket.socket() as sock:
         assert sock.connect_ex(own.kafka_host_port) != 0
-    assert kafka.status() == [{"service": "kafka", "pid": None, "port": own.kafka_host_port[1],
+    assert kafka.status() == [{"service": "kafka", "pid": None, "port": own.kafka_host_port[1], "on_demand": False,
                                "healthy": False, "log": str(kafka.log_file(service))}]
 
 
@@ -168,3 +168,17 @@ def test_postgres_keeps_its_data_across_a_restart_and_its_password_out_of_logs_a
         assert sock.connect_ex((own.pg_host, own.pg_port)) != 0
     logged = [path for path in (tmp_path / "state").rglob("*") if path.is_file() and path.suffix in (".log", ".json")]
     assert logged and not any(password in path.read_text(errors="replace") for path in logged)
+
+
+def test_the_sql_endpoint_and_jupyter_start_on_demand_and_keep_secrets_off_their_command_lines(tmp_path, settings):
+    own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir, pg_password="s3cret-pw")
+    built = {s.name: s for s in services(own)}
+    assert [name for name, s in built.items() if s.on_demand] == ["sql", "jupyter"]
+    for name in ("sql", "jupyter"):
+        assert not any("s3cret-pw" in arg for arg in built[name].command)
+    command = built["sql"].command
+    assert command[command.index("--class") + 1] == "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+    assert "spark.plugins=org.apache.spark.sql.connect.SparkConnectPlugin" in command
+    assert f"spark.connect.grpc.binding.port={own.spark_connect_port}" in command
+    assert f"hive.server2.thrift.port={own.sql_thrift_port}" in command
+    assert built["jupyter"].env["JUPYTER_TOKEN_FILE"] == str(tmp_path / "jupyter" / "token")
