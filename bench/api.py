@@ -125,6 +125,7 @@ def build_lake(pool_file: str) -> None:
 def bench_settings(state_dir: Path) -> Settings:
     """Settings of a self-contained bench in `state_dir`: free ports, no rate limit, no Spark UI."""
     return Settings(state_dir=state_dir, jars_dir=get_settings().jars_dir, storage_root=None, spark_ui_enabled=False,
+                    catalog_enabled=False,
                     mlflow_tracking_uri=f"http://{HOST}:{_free_port()}",
                     kafka_bootstrap_servers=f"{HOST}:{_free_port()}", kafka_controller_port=_free_port(),
                     api_port=_free_port(), api_rate_limit_per_s=1e9, api_rate_limit_burst=10**9)

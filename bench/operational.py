@@ -131,7 +131,7 @@ def run(scale: float) -> list[BenchRecord]:
     skus = max(1, int(SKUS * scale))
     with tempfile.TemporaryDirectory(prefix="bench-operational-") as tmp:
         lake = Settings(state_dir=Path(tmp) / "lake", jars_dir=base.jars_dir, spark_ui_enabled=False,
-                        pg_port=_free_port())
+                        catalog_enabled=False, pg_port=_free_port())
         empty = lake.model_copy(update={"state_dir": Path(tmp) / "empty", "pg_database": "bench_empty"})
         postgres = Stack(lake, only=["postgres"])
         postgres.up()

@@ -83,7 +83,7 @@ def cache_dir(config: SimConfig) -> Path:
 
 def _settings(state_dir: Path) -> Settings:
     return get_settings().model_copy(update={"state_dir": state_dir.resolve(), "storage_root": None,
-                                             "spark_ui_enabled": False})
+                                             "spark_ui_enabled": False, "catalog_enabled": False})
 
 
 def bronze_locations(lake: Settings | Path) -> dict[str, str]:

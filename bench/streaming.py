@@ -123,6 +123,7 @@ def run(scale: float) -> list[BenchRecord]:
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         def settings(name: str) -> Settings:
             return Settings(state_dir=Path(tmp) / name, jars_dir=base.jars_dir, spark_ui_enabled=False,
+                            catalog_enabled=False,
                             kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_controller_port=controller,
                             kafka_topic_prefix=name)
 

@@ -96,7 +96,7 @@ def register(spark: SparkSession, target: Table, settings: Settings, recheck: bo
     it never deletes data). Idempotent; a table registered at another location (another lake on the same
     metastore) is pointed at this one. Once per process and table unless `recheck`."""
     location = target.location(settings)
-    if _registered.get(target.name) == location and not recheck:
+    if not settings.catalog_enabled or (_registered.get(target.name) == location and not recheck):
         return
     if not _registered:
         ensure_metastore_database(settings)

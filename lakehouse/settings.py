@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     pg_database: str = Field("lakehouse", validation_alias=AliasChoices("PGDATABASE"))
     # The Hive metastore (lakehouse.catalog): a database of that PostgreSQL server, shared by every Spark JVM.
     metastore_database: str = "metastore"
+    # Tables by name in that metastore. The benchmarks turn it off: their temporary lakes must not take the stack's
+    # names, nor need its PostgreSQL.
+    catalog_enabled: bool = True
     # The SQL endpoint (one Spark driver): JDBC/ODBC through the Thrift server, and Spark Connect.
     sql_host: str = "127.0.0.1"
     sql_thrift_port: int = 10000

@@ -62,13 +62,13 @@ def spark_options(settings: Settings, log_to: Path | None) -> dict[str, str]:
     """The Spark configuration of every driver of the project (the jobs' sessions and the SQL endpoint): Delta, the
     Hive catalog in PostgreSQL (lakehouse.catalog), the jars, tuned for 2 cores."""
     jars = spark_jars(settings)
-    class_path = [str(hive_conf_dir(settings))]
+    class_path = [str(hive_conf_dir(settings))] if settings.catalog_enabled else []
     options = {
         "spark.master": settings.spark_master_url,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # Tables by name (`gold.prices`) from the metastore every JVM shares.
-        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.catalogImplementation": "hive" if settings.catalog_enabled else "in-memory",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.driver.memory": settings.spark_driver_memory,
@@ -105,7 +105,8 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     settings = settings or get_settings()
     # pandas-on-Spark (used by pyspark.testing and toPandas paths) asks for this before the JVM starts.
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
-    write_hive_site(settings)
+    if settings.catalog_enabled:
+        write_hive_site(settings)
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_options(settings, log_file()).items():
         builder = builder.config(key, value)

@@ -260,6 +260,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "PGHOST": settings.pg_host, "PGPORT": str(settings.pg_port), "PGUSER": settings.pg_user,
             "PGPASSWORD": settings.pg_password.get_secret_value(), "PGDATABASE": settings.pg_database,
+            "LAKEHOUSE_CATALOG_ENABLED": str(settings.catalog_enabled).lower(),
             **({"LAKEHOUSE_STORAGE_ROOT": settings.storage_root} if settings.storage_root else {}),
             **({"LAKEHOUSE_S3_ENDPOINT": settings.s3_endpoint} if settings.s3_endpoint else {})}
 

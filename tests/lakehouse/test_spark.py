@@ -8,7 +8,14 @@ from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.catalog import hive_conf_dir
 from lakehouse.settings import Settings
-from lakehouse.spark import LOG4J_CONFIG, MissingJarsError, driver_java_options, s3a_options, spark_jars
+from lakehouse.spark import (
+    LOG4J_CONFIG,
+    MissingJarsError,
+    driver_java_options,
+    s3a_options,
+    spark_jars,
+    spark_options,
+)
 
 # delta-rs can abort the interpreter at exit (delta-io/delta-rs#2184), so the independent reader runs in
 # its own process and leaves with os._exit once it has printed its answer.
@@ -112,3 +119,16 @@ def test_a_driver_s_warnings_go_to_the_log_file_and_only_its_errors_to_the_conso
     assert [(entry["level"], entry["logger"], entry["msg"]) for entry in logged if entry["logger"] == "test"] == [
         ("WARN", "test", "a warning"), ("ERROR", "test", "an error")]
     assert ran.stdout == ""
+
+
+def test_a_session_without_the_catalog_uses_an_in_memory_one_and_no_metastore_file(settings, tmp_path):
+    with_catalog = spark_options(settings.model_copy(update={"state_dir": tmp_path}), None)
+    without = spark_options(settings.model_copy(update={"state_dir": tmp_path, "catalog_enabled": False}), None)
+    assert with_catalog["spark.sql.catalogImplementation"] == "hive"
+    assert without["spark.sql.catalogImplementation"] == "in-memory"
+    metastore_conf = str(hive_conf_dir(settings.model_copy(update={"state_dir": tmp_path})))
+    assert with_catalog["spark.driver.extraClassPath"].split(os.pathsep)[0] == metastore_conf
+    assert metastore_conf not in without["spark.driver.extraClassPath"].split(os.pathsep)
+    differing = ("spark.sql.catalogImplementation", "spark.driver.extraClassPath")
+    assert {k: v for k, v in with_catalog.items() if k not in differing} == \
+        {k: v for k, v in without.items() if k not in differing}
