@@ -24,28 +24,27 @@ FEATURES = {"category": "books", "typical_price_usd": 20.0, "sku_conversion_28d"
             "anchor_score": 0.0, "day_of_week": 3.0, "category_views_7d_vs_28d": 1.0, "sku_views_7d": 70.0}
 
 
-@pytest.fixture(scope="module")
-def model():
-    """A real (small) LightGBM demand model, trained on SKU-days whose add-to-cart rate falls with price."""
+def _fit(cart_rate: float):
+    """A real (small) LightGBM demand model, trained on SKU-days whose add-to-cart rate, `cart_rate` at the
+    typical price, falls with price."""
     rng = np.random.default_rng(0)
     price = rng.uniform(14, 28, 600)
     views = rng.integers(20, 60, 600)
-    carts = rng.poisson(views * 0.2 * (price / 20.0) ** -2.5)
+    carts = rng.poisson(views * cart_rate * (price / 20.0) ** -2.5)
     frame = pd.DataFrame({**FEATURES, "last_price_usd": 20.0, "competitor_min_price_usd": 20.0, "views": views,
                           "add_to_carts": carts, "units": carts, "avg_price_usd": price})
     return fit(frame, {"min_data_in_leaf": 50}, rounds=20)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _fit(0.2)
 
 
 @pytest.fixture(scope="module")
 def champion_v8():
-    """Another real model: trained on the same SKU-days with half the add-to-carts."""
-    rng = np.random.default_rng(0)
-    price = rng.uniform(14, 28, 600)
-    views = rng.integers(20, 60, 600)
-    carts = rng.poisson(views * 0.1 * (price / 20.0) ** -2.5)
-    frame = pd.DataFrame({**FEATURES, "last_price_usd": 20.0, "competitor_min_price_usd": 20.0, "views": views,
-                          "add_to_carts": carts, "units": carts, "avg_price_usd": price})
-    return fit(frame, {"min_data_in_leaf": 50}, rounds=20)
+    """Another real model: trained where shoppers add to cart half as often."""
+    return _fit(0.1)
 
 
 def snapshot(skus=tuple(SKUS)):
