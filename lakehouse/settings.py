@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     alert_routing_key: str = "lakehouse-local"
     alert_timeout_s: float = Field(10.0, gt=0)
 
+    # Promotion of the pricing model (`lakehouse promote`): also require that the challenger's off-policy
+    # estimate from the decision log (`lakehouse ope`) passed its gate. Off by default: a new lake has no
+    # decision log until the API has served traffic. The gate (readout.ope.promotable): the challenger's
+    # doubly robust value, less `ope_z` standard errors, at least (1 + `ope_min_lift`) x the champion's.
+    promote_requires_ope: bool = False
+    ope_min_lift: float = 0.0
+    ope_z: float = Field(1.645, ge=0)
+
     # Seconds `lakehouse stack up` waits for a service to answer its health check.
     health_timeout_s: float = 90.0
     # The console of every CLI, job and service (lakehouse.log): `human` shows warnings and one line per stage,

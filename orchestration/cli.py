@@ -376,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     readout_parser.add_argument("--experiment", required=True, help="experiment name in serving/experiments.yaml")
     readout_parser.add_argument("--no-mlflow", action="store_true", help="do not log the plots and figures to MLflow")
     readout_parser.set_defaults(run=lambda args: _job("readout").main(args))
+    ope_parser = commands.add_parser(
+        "ope", help="off-policy estimates of the pricing challenger and champion from the decision log -> MLflow",
+        description="Join the experiment's pricing decisions that logged a propensity (silver.decisions) with their "
+                    "outcomes (the readout's rule: the profit of each decision's view) and the SKU's features of "
+                    "the day; estimate what the static optimizer of the pricing challenger and of the champion "
+                    "would have earned per decision (inverse propensity and doubly robust), log them with the Delta "
+                    "versions read to the MLflow experiment `pricing-ope`, and record the promotion gate on the "
+                    "challenger's version, which `lakehouse promote --require-ope` reads (docs/models.md).")
+    ope_parser.add_argument("--experiment", required=True, help="experiment name in serving/experiments.yaml")
+    ope_parser.set_defaults(run=lambda args: _job("ope").main(args))
     demo_parser = commands.add_parser(
         "demo", help="after make up: live shoppers and market shocks on the API, readout vs true lift",
         description="Run simulated shoppers priced by the running API for a few minutes (A/B: model-driven pricing, "

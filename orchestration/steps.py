@@ -144,8 +144,13 @@ STEPS: tuple[Step, ...] = (
     Step("promote", "training.train:promote_step",
          "move `champion` to the challenger when it is better on the holdout",
          f"Score champion and challenger on the current holdout ({_HOLDOUT}) and move `champion` only if the "
-         "challenger is better. Idempotent: a second run changes nothing.",
-         (_MODEL,)),
+         "challenger is better and, when required (--require-ope or LAKEHOUSE_PROMOTE_REQUIRES_OPE=true; off by "
+         "default), the pricing challenger's off-policy estimate from the decision log (`lakehouse ope`) passed "
+         "its gate against this champion. Idempotent: a second run changes nothing.",
+         (_MODEL, Argument(("--require-ope",), {
+             "action": "store_true",
+             "help": "pricing: also require a passing off-policy estimate (default: the setting "
+                     "promote_requires_ope, false)"}))),
     Step("score", "spark_jobs.score:step",
          "batch scoring: champion models -> gold.prices and gold.shipping_rate_cards",
          "Price every SKU of the newest pricing-features day with the champion model under the guardrails, and "

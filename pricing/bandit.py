@@ -184,6 +184,17 @@ def log_linear(grid: np.ndarray, anchor: np.ndarray, rate: np.ndarray) -> np.nda
     return np.where(arm, np.exp(y_mean[:, None] + slope[:, None] * (x - x_mean[:, None])), np.nan)
 
 
+def _prior(grid: np.ndarray, anchor: np.ndarray, rate) -> np.ndarray:
+    """The prior the bandit keeps of a model's rates on the grid: their log-linear fit (`log_linear`)."""
+    rate = np.asarray(rate, dtype=float)
+    if grid.shape != rate.shape:
+        raise ValueError(f"grid {grid.shape} and prior_rate {rate.shape} must be [skus, arms]")
+    arm = np.isfinite(grid)
+    if not np.all(np.isfinite(rate[arm]) & (rate[arm] > 0)):
+        raise ValueError("prior_rate must be positive and finite at every grid price")
+    return log_linear(grid, anchor, rate)
+
+
 @dataclass(eq=False)
 class BanditState:
     """What the bandit knows, one row per SKU and one column per arm: the grid, the model's prior add-to-cart
@@ -199,23 +210,42 @@ class BanditState:
     views: np.ndarray  # [skus, arms]
     carts: np.ndarray  # [skus, arms]
     config: BanditConfig = DEFAULT_BANDIT
+    model_version: str | None = None  # the demand model version the prior comes from
     _posterior: Posterior | None = field(default=None, init=False, repr=False)  # until the evidence changes
 
     @classmethod
     def start(cls, skus, categories, unit_cost, anchor, grid: np.ndarray, prior_rate: np.ndarray,
-              config: BanditConfig = DEFAULT_BANDIT) -> BanditState:
+              config: BanditConfig = DEFAULT_BANDIT, model_version: str | None = None) -> BanditState:
         """A bandit that has seen nothing yet; `prior_rate` must be positive wherever the grid has a price."""
-        grid, prior_rate = np.asarray(grid, dtype=float), np.asarray(prior_rate, dtype=float)
-        if grid.shape != prior_rate.shape or grid.ndim != 2 or len(skus) != grid.shape[0]:
-            raise ValueError(f"grid {grid.shape} and prior_rate {prior_rate.shape} must be [skus={len(skus)}, arms]")
-        arm = np.isfinite(grid)
-        if not np.all(np.isfinite(prior_rate[arm]) & (prior_rate[arm] > 0)):
-            raise ValueError("prior_rate must be positive and finite at every grid price")
+        grid = np.asarray(grid, dtype=float)
+        if grid.ndim != 2 or len(skus) != grid.shape[0]:
+            raise ValueError(f"grid {grid.shape} must be [skus={len(skus)}, arms]")
         n = len(skus)
         anchor = np.broadcast_to(np.asarray(anchor, dtype=float), n).copy()
         return cls(np.asarray(skus).astype(str), np.asarray(categories).astype(str),
                    np.broadcast_to(np.asarray(unit_cost, dtype=float), n).copy(), anchor, grid,
-                   log_linear(grid, anchor, prior_rate), np.zeros(grid.shape), np.zeros(grid.shape), config)
+                   _prior(grid, anchor, prior_rate), np.zeros(grid.shape), np.zeros(grid.shape), config, model_version)
+
+    def extend(self, skus, categories, unit_cost, anchor, grid: np.ndarray, prior_rate: np.ndarray) -> None:
+        """Add SKUs new to the bandit, with the model's prior and no evidence (as `start`)."""
+        new = BanditState.start(skus, categories, unit_cost, anchor, grid, prior_rate, self.config)
+        known = sorted(set(self.skus.tolist()) & set(new.skus.tolist()))
+        if known:
+            raise ValueError(f"SKUs the bandit already prices: {known[:5]}")
+        if new.grid.shape[1] != self.grid.shape[1]:
+            raise ValueError(f"new SKUs need the state's {self.grid.shape[1]} arms, got {new.grid.shape[1]}")
+        for name in ("skus", "categories", "unit_cost", "anchor", "grid", "prior_rate", "views", "carts"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(new, name)]))
+        self._posterior = None
+
+    def reanchor(self, rows, prior_rate: np.ndarray, model_version: str | None) -> None:
+        """A new model's prior for the SKU rows `rows` ([rows, arms] its rates on their grid). The evidence
+        is kept: it counts what shoppers did at the grid's prices, whatever the model, so the posterior
+        re-fits its correction around the new prior from the same outcomes."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.prior_rate[rows] = _prior(self.grid[rows], self.anchor[rows], prior_rate)
+        self.model_version = model_version
+        self._posterior = None
 
     def rows(self, skus) -> np.ndarray:
         """Row indexes of SKU ids; KeyError naming unknown ones."""
@@ -281,14 +311,15 @@ class BanditState:
                     (("grid", self.grid), ("prior_rate", self.prior_rate))}
         return {"skus": self.skus.tolist(), "categories": self.categories.tolist(),
                 "unit_cost": self.unit_cost.tolist(), "anchor": self.anchor.tolist(), **nan_free,
-                "views": self.views.tolist(), "carts": self.carts.tolist(), "config": asdict(self.config)}
+                "views": self.views.tolist(), "carts": self.carts.tolist(), "config": asdict(self.config),
+                "model_version": self.model_version}
 
     @classmethod
     def from_json(cls, data: dict) -> BanditState:
         arrays = {k: np.array(data[k], dtype=float)
                   for k in ("unit_cost", "anchor", "grid", "prior_rate", "views", "carts")}
         return cls(np.array(data["skus"]).astype(str), np.array(data["categories"]).astype(str),
-                   **arrays, config=BanditConfig(**data["config"]))
+                   **arrays, config=BanditConfig(**data["config"]), model_version=data.get("model_version"))
 
     def save(self, path: Path) -> None:
         """Write the state to `path` atomically (a reader never sees half a file)."""

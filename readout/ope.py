@@ -93,3 +93,40 @@ def promotable(candidate: Estimate, incumbent: Estimate, min_lift: float = 0.0, 
     of the difference, beats the incumbent's by at least `min_lift` (relative)."""
     margin = z * float(np.hypot(candidate.stderr, incumbent.stderr))
     return candidate.value - margin >= incumbent.value * (1 + min_lift)
+
+
+# Logged prices are compared with a candidate's to the cent.
+PRICE_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class PriceEstimates:
+    """A deterministic candidate pricing policy evaluated on a decision log: its IPS and DR values per
+    decision, and the logging policies' own value (`logged`) on the same decisions."""
+
+    ips: Estimate
+    dr: Estimate
+    logged: Estimate
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        return {**self.ips.as_metrics(f"{prefix}_ips"), **self.dr.as_metrics(f"{prefix}_dr")}
+
+
+def evaluate_prices(logged_price, candidate_price, logged_propensity, reward, q_logged, q_candidate
+                    ) -> PriceEstimates:
+    """A candidate that names one price per decision, evaluated on logged decisions (one element each).
+
+    Each decision has two arms: the price logged (arm 0, the action taken) and the candidate's (arm 1);
+    the candidate takes arm 0 when it names the logged price (to the cent), so it is weighted only where
+    it agrees with the log. `q_logged` and `q_candidate` are a reward model's expected reward (e.g. the
+    demand model's profit per view) at the logged and candidate prices."""
+    logged_price, candidate_price = np.asarray(logged_price, dtype=float), np.asarray(candidate_price, dtype=float)
+    if logged_price.shape != candidate_price.shape:
+        raise ValueError(f"need one candidate price per logged price, got {candidate_price.shape} for "
+                         f"{logged_price.shape}")
+    same = np.abs(logged_price - candidate_price) <= PRICE_TOLERANCE
+    target = np.column_stack([same, ~same]).astype(float)
+    actions = np.zeros(len(logged_price), dtype=np.int64)
+    q = np.column_stack([np.asarray(q_logged, dtype=float), np.asarray(q_candidate, dtype=float)])
+    return PriceEstimates(ips(actions, reward, logged_propensity, target),
+                          doubly_robust(actions, reward, logged_propensity, target, q), on_policy(reward))

@@ -208,7 +208,7 @@ def price_sku(serving, sku: str, assignment: Assignment, snapshot: FeatureSnapsh
         if loaded is None:
             fallback_reason = f"no {assignment.model_alias} pricing model loaded"
     if assignment.strategy == BANDIT and loaded is not None:
-        chosen = serving.bandit.decide(sku, snapshot, loaded.model, assignment.explore_share)
+        chosen = serving.bandit.decide(sku, snapshot, loaded.model, assignment.explore_share, loaded.version)
         if chosen is not None:  # drawn per request: no answer to keep
             return PriceTemplate.of(PriceAnswer(
                 decision_id="", experiment=assignment.experiment, variant=assignment.variant, strategy=BANDIT,

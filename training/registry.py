@@ -3,8 +3,9 @@
 Two registered models, `pricing` (the demand model) and `shipping` (cost model + anomaly detector). A new
 training run registers a version and points `challenger` at it (and `champion` too when there is none).
 `evaluate` scores challenger and champion on the same holdout and records the result on the challenger's
-version; `promote` moves `champion` to the challenger only when it scored better. Both check the aliases
-first, so a second run changes nothing.
+version; `promote` moves `champion` to the challenger only when it scored better (and, when required, when
+its off-policy estimate from the decision log passed its gate: `spark_jobs.ope` records it as `ope.*` tags of
+the challenger's version). Both check the aliases first, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -151,6 +152,28 @@ def evaluate(name: str, score: Callable[[DemandModel | ShippingModel], float], h
     return evaluation
 
 
+# Tags on the challenger's model version: its off-policy estimate against the champion (`spark_jobs.ope`).
+OPE_TAGS = ("ope.champion_version", "ope.passed", "ope.summary", "ope.run_id")
+
+
+def record_off_policy(name: str, challenger: str, champion: str, passed: bool, summary: str, run_id: str) -> None:
+    """Record on the challenger's version whether its off-policy estimate passed the gate against `champion`."""
+    client = MlflowClient()
+    for key, value in zip(OPE_TAGS, (champion, str(passed).lower(), summary, run_id), strict=True):
+        client.set_model_version_tag(name, challenger, key, value)
+
+
+def off_policy_hold(name: str, champion: str, challenger: str) -> str | None:
+    """Why the challenger's off-policy estimate does not allow its promotion, or None when it passed its gate
+    against this champion."""
+    tags = MlflowClient().get_model_version(name, challenger).tags
+    if tags.get("ope.champion_version") != str(champion):
+        return (f"no off-policy estimate of v{challenger} against champion v{champion} (run `lakehouse ope`)")
+    if tags.get("ope.passed") != "true":
+        return f"its off-policy estimate fails the gate ({tags.get('ope.summary')})"
+    return None
+
+
 @dataclass(frozen=True)
 class Promotion:
     model: str
@@ -162,8 +185,11 @@ class Promotion:
     reason: str
 
 
-def promote(name: str, score: Callable[[DemandModel | ShippingModel], float], holdout: str) -> Promotion:
-    """Move `champion` to the challenger when it scores lower (better) on the holdout; else change nothing.
+def promote(name: str, score: Callable[[DemandModel | ShippingModel], float], holdout: str,
+            require_off_policy: bool = False) -> Promotion:
+    """Move `champion` to the challenger when it scores lower (better) on the holdout and, if
+    `require_off_policy`, its recorded off-policy estimate passed its gate against this champion; else
+    change nothing.
 
     Idempotent: when both aliases already name the same version there is nothing to compare.
     """
@@ -173,12 +199,17 @@ def promote(name: str, score: Callable[[DemandModel | ShippingModel], float], ho
         return Promotion(name, champion, None, None, None, False, "no challenger")
     if champion == challenger:
         return Promotion(name, champion, challenger, None, None, False, "challenger is already champion")
-    if evaluation.challenger_is_better:
+    hold = off_policy_hold(name, champion, challenger) if require_off_policy else None
+    promoted = evaluation.challenger_is_better and hold is None
+    if promoted:
         MlflowClient().set_registered_model_alias(name, CHAMPION, challenger)
-        reason = "challenger scores better on the holdout"
+        reason = "challenger scores better on the holdout" + (
+            " and its off-policy estimate passed" if require_off_policy else "")
+    elif evaluation.challenger_is_better:
+        reason = f"challenger scores better on the holdout but {hold}"
     else:
         reason = "champion scores at least as well on the holdout"
     result = Promotion(name, champion, challenger, evaluation.champion_score, evaluation.challenger_score,
-                       evaluation.challenger_is_better, reason)
+                       promoted, reason)
     log.info("promotion", extra=result.__dict__)
     return result

@@ -6,7 +6,8 @@ read, plots and the model (signature, input example) to MLflow, registers a vers
 `challenger` at it (and `champion` when there is none). Where the simulator's ground truth exists, the
 run also logs the evaluation against it (`training.evaluate`; never used for training).
 `lakehouse evaluate` scores challenger and champion on the holdout (recorded on the challenger's version);
-`lakehouse promote` moves `champion` when the challenger is better there.
+`lakehouse promote` moves `champion` when the challenger is better there (and, when required, the pricing
+challenger's off-policy estimate from the decision log passed: `spark_jobs.ope`).
 """
 
 from __future__ import annotations
@@ -184,9 +185,13 @@ def evaluate_all(spark: SparkSession, settings: Settings, models: tuple[str, ...
             for name in models]
 
 
-def promote_all(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODELS) -> list[registry.Promotion]:
+def promote_all(spark: SparkSession, settings: Settings, models: tuple[str, ...] = MODELS,
+                require_ope: bool = False) -> list[registry.Promotion]:
+    """Promote each model's challenger that scores better on the holdout; with `require_ope`, the pricing
+    challenger also needs a passing off-policy estimate (`spark_jobs.ope`): it is the one pricing policy."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return [registry.promote(name, holdout_scorer(spark, settings, name), holdout_name(spark, settings, name))
+    return [registry.promote(name, holdout_scorer(spark, settings, name), holdout_name(spark, settings, name),
+                             require_off_policy=require_ope and name == registry.PRICING_MODEL)
             for name in models]
 
 
@@ -203,7 +208,9 @@ def evaluate_step(spark: SparkSession, settings: Settings, model: list[str] | No
                      else f"{e.model}: nothing to compare" for e in evaluations)
 
 
-def promote_step(spark: SparkSession, settings: Settings, model: list[str] | None = None) -> str:
+def promote_step(spark: SparkSession, settings: Settings, model: list[str] | None = None,
+                 require_ope: bool = False) -> str:
     """The pipeline step `promote` (orchestration.steps)."""
+    required = require_ope or settings.promote_requires_ope
     return ", ".join(f"{r.model}: {'promoted' if r.promoted else 'unchanged'} ({r.reason})"
-                     for r in promote_all(spark, settings, tuple(model or MODELS)))
+                     for r in promote_all(spark, settings, tuple(model or MODELS), required))

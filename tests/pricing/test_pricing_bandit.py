@@ -148,18 +148,45 @@ def test_grid_prices_take_the_price_ending():
 def test_a_restart_keeps_what_was_learnt(tmp_path):
     state = two_arm_state(BanditConfig(decay=0.9, draws=64), categories=("books", "toys"))
     state.observe([0, 1, 1], [1, 0, 1], [40, 60, 7], [3, 11, 2])
+    state.model_version = "3"
     path = tmp_path / "bandit" / "state.json"
     state.save(path)
     restarted = BanditState.load(path)
     for name in ("skus", "categories", "unit_cost", "anchor", "grid", "prior_rate", "views", "carts"):
         np.testing.assert_array_equal(getattr(restarted, name), getattr(state, name))
-    assert restarted.config == state.config
+    assert (restarted.config, restarted.model_version) == (state.config, "3")
     open_ = np.ones((2, 2), dtype=bool)
     before = thompson(state, open_, np.random.default_rng(5))
     after = thompson(restarted, open_, np.random.default_rng(5))
     np.testing.assert_array_equal(after.arms, before.arms)
     np.testing.assert_array_equal(after.propensities, before.propensities)
     assert not path.with_name("state.json.partial").exists()
+
+
+def test_new_skus_start_from_the_model_and_a_new_model_reanchors_the_prior_keeping_the_evidence():
+    state = two_arm_state()
+    state.observe([0, 0], [0, 1], [100, 100], [30, 5])
+    state.extend(["SKU-000009"], ["toys"], [5.0], [10.0], np.array([[10.0, 20.0]]), np.array([[0.1, 0.1]]))
+    assert state.skus.tolist() == ["SKU-000000", "SKU-000009"]
+    np.testing.assert_array_equal(state.views, [[100.0, 100.0], [0.0, 0.0]])
+    np.testing.assert_allclose(state.prior_rate, [[0.2, 0.2], [0.1, 0.1]], rtol=1e-12)
+    np.testing.assert_allclose(state.posterior().rate()[1], [0.1, 0.1], rtol=1e-9)  # no evidence: the model
+
+    state.reanchor([0], np.array([[0.3, 0.3]]), "2")  # a champion that thinks SKU 0 sells 1.5x better
+    assert state.model_version == "2"
+    np.testing.assert_allclose(state.prior_rate, [[0.3, 0.3], [0.1, 0.1]], rtol=1e-12)
+    np.testing.assert_array_equal(state.carts, [[30.0, 5.0], [0.0, 0.0]])
+    # The same outcomes decide (two arms, two parameters): the correction is now relative to the new prior.
+    posterior = state.posterior()
+    np.testing.assert_allclose(posterior.mean[0], [0.0, math.log(0.05 / 0.3) / math.log(2)], atol=1e-9)
+    np.testing.assert_allclose(posterior.rate()[0], [0.30, 0.05], rtol=1e-9)
+
+    with pytest.raises(ValueError, match="SKUs the bandit already prices"):
+        state.extend(["SKU-000009"], ["toys"], [5.0], [10.0], np.array([[10.0, 20.0]]), np.array([[0.1, 0.1]]))
+    with pytest.raises(ValueError, match="new SKUs need the state's 2 arms"):
+        state.extend(["SKU-000010"], ["toys"], [5.0], [10.0], np.array([[10.0]]), np.array([[0.1]]))
+    with pytest.raises(ValueError, match="prior_rate must be positive"):
+        state.reanchor([0], np.array([[0.3, 0.0]]), "3")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

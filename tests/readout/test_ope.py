@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from readout.ope import Estimate, doubly_robust, ips, on_policy, promotable
+from readout.ope import Estimate, doubly_robust, evaluate_prices, ips, on_policy, promotable
 
 
 def test_ips_and_doubly_robust_by_hand():
@@ -64,3 +64,24 @@ def test_the_promotion_gate_needs_the_lift_beyond_the_noise():
     assert not promotable(clear, incumbent, min_lift=0.25)  # needs 13.125
     with pytest.raises(ValueError, match="no logged decisions"):
         on_policy([])
+
+
+def test_a_candidate_price_is_weighted_only_where_it_agrees_with_the_log():
+    # Decision 2's candidate names another price (weight 0); decision 3's agrees to the cent (weight 1 / 0.25).
+    estimates = evaluate_prices(logged_price=[10.0, 12.0, 8.0], candidate_price=[10.0, 11.0, 8.004],
+                                logged_propensity=[1.0, 0.5, 0.25], reward=[3.0, 5.0, 2.0],
+                                q_logged=[2.0, 4.0, 1.0], q_candidate=[2.5, 6.0, 1.5])
+    # IPS per decision: 1 x 3, 0, 4 x 2. DR: 2 + 1 (3 - 2) = 3; 6 + 0 = 6; 1 + 4 (2 - 1) = 5.
+    assert estimates.as_metrics("challenger") == pytest.approx({
+        "challenger_ips_value": 11 / 3, "challenger_ips_stderr": np.std([3, 0, 8], ddof=1) / np.sqrt(3),
+        "challenger_ips_n": 3.0, "challenger_ips_effective_n": 25 / 17,
+        "challenger_dr_value": 14 / 3, "challenger_dr_stderr": np.std([3, 6, 5], ddof=1) / np.sqrt(3),
+        "challenger_dr_n": 3.0, "challenger_dr_effective_n": 25 / 17})
+    assert estimates.logged.as_metrics("logged") == pytest.approx({
+        "logged_value": 10 / 3, "logged_stderr": np.std([3, 5, 2], ddof=1) / np.sqrt(3), "logged_n": 3.0,
+        "logged_effective_n": 3.0})
+
+
+def test_candidate_prices_must_match_the_log_one_for_one():
+    with pytest.raises(ValueError, match="need one candidate price per logged price"):
+        evaluate_prices([10.0, 12.0], [10.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0])
