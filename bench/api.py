@@ -141,6 +141,19 @@ def bench_env(settings: Settings) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
 
+def bench_services_and_lake(state_dir: Path, running: ExitStack) -> tuple[Settings, dict[str, str], list[dict], int]:
+    """A self-contained bench in `state_dir`: its Kafka and MLflow (stopped when `running` closes) and the bench lake
+    built on them. Returns the settings, the child processes' environment, the pool of priced SKUs and the lake's
+    seconds."""
+    settings = bench_settings(state_dir)
+    env = bench_env(settings)
+    services = Stack(settings, only=["kafka", "mlflow"])
+    running.callback(services.down)
+    services.up()
+    pool, lake_s = bench_lake(settings, env)
+    return settings, env, pool, lake_s
+
+
 def bench_lake(settings: Settings, env: dict[str, str]) -> tuple[list[dict], int]:
     """`build_lake` in a child process (MLflow must be up): the pool of priced SKUs and the seconds it took."""
     pool_file = settings.state_dir / "pool.json"
@@ -450,12 +463,7 @@ def run(scale: float) -> list[BenchRecord]:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     loadavg_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, ExitStack() as running:
-        settings = bench_settings(Path(tmp))
-        env = bench_env(settings)
-        services = Stack(settings, only=["kafka", "mlflow"])
-        running.callback(services.down)
-        services.up()
-        pool, lake_s = bench_lake(settings, env)
+        settings, env, pool, lake_s = bench_services_and_lake(Path(tmp), running)
 
         api_log, served_log = settings.logs_dir / "api.log", settings.logs_dir / "mlflow-serve.log"
         api = running.enter_context(start_api(settings, env))

@@ -48,9 +48,7 @@ from bench.api import (
     _judged,
     _measure,
     _wait_ready,
-    bench_env,
-    bench_lake,
-    bench_settings,
+    bench_services_and_lake,
     customers_on_variant,
     decision_log_delivery,
     http_request,
@@ -262,12 +260,7 @@ def run(scale: float) -> list[BenchRecord]:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     loadavg_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp, ExitStack() as running:
-        settings = bench_settings(Path(tmp))
-        env = bench_env(settings)
-        services = Stack(settings, only=["kafka", "mlflow"])
-        running.callback(services.down)
-        services.up()
-        pool, lake_s = bench_lake(settings, env)
+        settings, env, pool, lake_s = bench_services_and_lake(Path(tmp), running)
         # After the lake: the driver's market checks read the catalogue and the demand profile from gold.
         streaming = Stack(settings, only=["streaming"])
         running.callback(streaming.down)

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.api import bench_env, bench_lake, bench_settings
+from bench.api import bench_services_and_lake
 from bench.results import BenchRecord
-from orchestration.stack import Stack
 from pricing.bandit import DEFAULT_BANDIT, log_linear
 from readout.ope import promotable
 from simulator import truth as sim_truth
@@ -139,12 +138,7 @@ def run(scale: float) -> list[BenchRecord]:
 
     seeds = max(1, round(SEEDS * scale))
     with tempfile.TemporaryDirectory(prefix="bench-regret-") as tmp, ExitStack() as running:
-        settings = bench_settings(Path(tmp))
-        env = bench_env(settings)
-        services = Stack(settings, only=["kafka", "mlflow"])
-        running.callback(services.down)
-        services.up()
-        pool, lake_s = bench_lake(settings, env)
+        settings, env, pool, lake_s = bench_services_and_lake(Path(tmp), running)
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         model, version = registry.load(registry.PRICING_MODEL)
         features = pd.DataFrame(pool)

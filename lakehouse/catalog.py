@@ -70,8 +70,8 @@ def ensure_metastore_database(settings: Settings) -> None:
             return
         try:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.metastore_database)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process created it meanwhile
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it meanwhile (caught in the act, PostgreSQL reports the catalog's index)
 
 
 def _quoted(name: str) -> str:
