@@ -83,12 +83,12 @@ def spark_options(settings: Settings, log_to: Path | None) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
         **s3a_options(settings),
     }
-    if settings.spark_master_url.startswith("local"):
-        # The executor is the driver's JVM: the jars go on its class path. `spark.jars` would copy each one
-        # (the AWS SDK bundle alone is 640 MB) into a temporary folder per session, which costs seconds at
-        # every start and is left behind in /tmp by every killed process.
-        class_path += jars
-    else:
+    # The driver runs here (client mode): the jars go on its class path, where the Hive client's isolated class
+    # loader finds the metastore's JDBC driver (it does not see `spark.jars`). In local mode that is all: `spark.jars`
+    # would copy each jar (the AWS SDK bundle alone is 640 MB) into a temporary folder per session, which costs
+    # seconds at every start and is left behind in /tmp by every killed process.
+    class_path += jars
+    if not settings.spark_master_url.startswith("local"):
         # Executors on other machines fetch the jars from the driver, so nothing is installed on workers.
         options["spark.jars"] = ",".join(jars)
     # hive-site.xml is read from the driver's class path: the metastore's password is on no command line.

@@ -132,3 +132,12 @@ def test_a_session_without_the_catalog_uses_an_in_memory_one_and_no_metastore_fi
     differing = ("spark.sql.catalogImplementation", "spark.driver.extraClassPath")
     assert {k: v for k, v in with_catalog.items() if k not in differing} == \
         {k: v for k, v in without.items() if k not in differing}
+
+
+def test_a_cluster_driver_keeps_the_jars_on_its_class_path_and_ships_them_to_the_executors(settings, tmp_path):
+    # The Hive client's class loader finds the metastore's JDBC driver on the class path only, not in spark.jars.
+    cluster = settings.model_copy(update={"state_dir": tmp_path, "spark_master_url": "spark://127.0.0.1:7077"})
+    options = spark_options(cluster, None)
+    assert options["spark.driver.extraClassPath"].split(os.pathsep) == [str(hive_conf_dir(cluster)),
+                                                                        *spark_jars(cluster)]
+    assert options["spark.jars"].split(",") == spark_jars(cluster)
