@@ -83,12 +83,22 @@ def _same_location(registered: str, location: str) -> bool:
     return registered.removeprefix("file:").rstrip("/") == location.removeprefix("file:").rstrip("/")
 
 
+def _metadata_catalog(spark: SparkSession, name: str):
+    """Spark's session catalog and the table's identifier in it: the metastore's own entries, read and dropped
+    without opening the Delta table (a name another lake took may point at storage that is gone or unreachable)."""
+    layer, table = name.split(".")
+    jvm = spark._jvm
+    identifier = jvm.org.apache.spark.sql.catalyst.TableIdentifier(table, jvm.scala.Option.apply(layer),
+                                                                    jvm.scala.Option.empty())
+    return spark._jsparkSession.sessionState().catalog(), identifier
+
+
 def registered_location(spark: SparkSession, name: str) -> str | None:
     """Where the metastore says the table is, or None when it has no such table."""
-    if not spark.catalog.tableExists(name):
+    catalog, identifier = _metadata_catalog(spark, name)
+    if not catalog.tableExists(identifier):
         return None
-    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {_quoted(name)}").collect()
-    return next((r["data_type"] for r in rows if r["col_name"] == "Location"), None)
+    return catalog.getTableMetadata(identifier).location().toString()
 
 
 def register(spark: SparkSession, target: Table, settings: Settings, recheck: bool = False) -> None:
@@ -104,7 +114,8 @@ def register(spark: SparkSession, target: Table, settings: Settings, recheck: bo
     if current is None or not _same_location(current, location):
         _create(spark, f"CREATE SCHEMA IF NOT EXISTS `{target.layer}`")
         if current is not None:
-            spark.sql(f"DROP TABLE IF EXISTS {_quoted(target.name)}")
+            catalog, identifier = _metadata_catalog(spark, target.name)
+            catalog.dropTable(identifier, True, False)  # if it exists; no purge: an external table's data stays
         _create(spark, f"CREATE TABLE {_quoted(target.name)} USING DELTA LOCATION '{location}'")
     _registered[target.name] = location
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 
 import pytest
@@ -43,3 +44,15 @@ def test_a_write_registers_the_table_by_name_and_follows_it_to_another_lake(spar
     assertDataFrameEqual(spark.table(target.name), rows)
     # The first lake's data is still there: the metastore's tables are external.
     assertDataFrameEqual(delta.read_delta(spark, target.location(first)), rows.union(rows))
+
+
+def test_a_name_left_pointing_at_storage_that_is_gone_is_pointed_at_the_new_lake(spark, settings, tmp_path):
+    # Another lake took the name, then went away (an S3 test lake, a deleted folder): registering must not open it.
+    gone, kept = (Settings(state_dir=tmp_path / name, jars_dir=settings.jars_dir) for name in ("gone", "kept"))
+    target = table("ops.silver_progress")
+    rows = spark.createDataFrame([("bronze.products", 7)], "bronze_table string, bronze_version long")
+    delta.create(rows, target, gone)
+    shutil.rmtree(gone.lake_root)
+    delta.create(rows, target, kept)
+    assert registered_location(spark, target.name) == f"file:{target.location(kept)}"
+    assertDataFrameEqual(spark.table(target.name), rows)
