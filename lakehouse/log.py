@@ -80,7 +80,7 @@ class ConsoleHandler(StderrHandler):
         self.log_file = log_file
         self.running: list[logging.LogRecord] = []  # the started records of the running stages, innermost last
         self._drawn = False
-        self._closed = threading.Event()
+        self._stopped = threading.Event()  # not `_closed`: logging.Handler.close sets that to True
         self._ticker: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -144,12 +144,12 @@ class ConsoleHandler(StderrHandler):
             self._drawn = False
 
     def _tick(self) -> None:
-        while not self._closed.wait(TICK_S):
+        while not self._stopped.wait(TICK_S):
             with self.lock:
                 self._redraw()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopped.set()
         with self.lock:
             self._erase()
         super().close()

@@ -125,3 +125,11 @@ def test_records_go_to_the_stderr_of_the_moment(tmp_path, monkeypatch):
     [line] = second.getvalue().splitlines()
     entry = json.loads(line)
     assert (entry["level"], entry["logger"], entry["msg"]) == ("info", "lakehouse.test", "two")
+
+
+def test_the_console_handler_can_be_closed_twice():
+    # logging closes a handler again when basicConfig(force=True) replaces it, and logging's own close() sets a
+    # `_closed` flag of its own on every handler.
+    handler = ConsoleHandler()
+    handler.close()
+    handler.close()
