@@ -78,7 +78,8 @@ class OutcomeStream:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                # A topic nobody has written to yet is not an error: the consumer picks it up once created.
+                if error.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     log.warning("outcome stream error", extra={"error": str(error)})
                 continue
             try:

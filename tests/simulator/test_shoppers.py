@@ -11,6 +11,7 @@ from lakehouse.reference import CATEGORIES
 from lakehouse.schemas.landing import CLICKSTREAM, TRANSACTIONS
 from lakehouse.streams import SHOPPER_STREAMS
 from serving.app import create_app
+from serving.experiments import parse_config
 from serving.gateway import API_KEY_HEADER, initial_key_file
 from simulator import shoppers
 from simulator.config import SimConfig
@@ -214,7 +215,9 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
 
     truth = pd.read_parquet(result.truth_path)
     assert result.sessions == 15 and len(truth) == result.decisions
-    assert set(truth["variant"]) <= {"model", "live", "rule_based"}
+    experiment = next(e for e in parse_config(lake.api_experiments_file.read_text()).experiments
+                      if e.name == "pricing_model_vs_rules")
+    assert set(truth["variant"]) <= {v.name for v in experiment.variants}
     assert truth["experiment"].eq("pricing_model_vs_rules").all()
     received = [(m.topic(), json.loads(m.value())) for m in consume(
         lake.kafka_bootstrap_servers, [s.topic(lake) for s in SHOPPER_STREAMS.values()],
