@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -113,3 +117,64 @@ def get_spark(app_name: str, settings: Settings | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@dataclass
+class JobProfile:
+    """The Spark jobs a block of driver code ran: how many, and the wall time during which at least one ran
+    (`spark_s`); the rest of the block's time (`outside_spark_s`) is the driver's own: Python, planning,
+    Delta commits, waiting on services."""
+
+    seconds: float = 0.0
+    spark_jobs: int = 0
+    spark_s: float = 0.0
+
+    @property
+    def outside_spark_s(self) -> float:
+        return max(self.seconds - self.spark_s, 0.0)
+
+    def as_json(self) -> dict:
+        return {"spark_jobs": self.spark_jobs, "spark_s": round(self.spark_s, 1),
+                "outside_spark_s": round(self.outside_spark_s, 1)}
+
+
+@contextmanager
+def profiled(spark: SparkSession | None, group: str) -> Iterator[JobProfile]:
+    """Run the block under Spark job group `group` and fill the JobProfile it yields when the block ends
+    (from the driver's status store, which Spark keeps with or without its UI)."""
+    profile, started = JobProfile(), time.monotonic()
+    if spark is None:
+        try:
+            yield profile
+        finally:
+            profile.seconds = time.monotonic() - started
+        return
+    context = spark.sparkContext
+    context.setJobGroup(group, group)
+    try:
+        yield profile
+    finally:
+        profile.seconds = time.monotonic() - started
+        context._jsc.clearJobGroup()
+        intervals = []
+        store = context._jsc.sc().statusStore()
+        for job in context._jvm.scala.jdk.javaapi.CollectionConverters.asJava(store.jobsList(None)):
+            if job.jobGroup().isDefined() and job.jobGroup().get() == group and job.submissionTime().isDefined():
+                end = job.completionTime().get() if job.completionTime().isDefined() else None
+                intervals.append((job.submissionTime().get().getTime(),
+                                  end.getTime() if end is not None else job.submissionTime().get().getTime()))
+        profile.spark_jobs = len(intervals)
+        profile.spark_s = _covered_ms(intervals) / 1000
+
+
+def _covered_ms(intervals: list[tuple[int, int]]) -> int:
+    """The length of the union of [start, end] intervals."""
+    covered, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            covered += end - start
+            reach = end
+        elif end > reach:
+            covered += end - reach
+            reach = end
+    return covered

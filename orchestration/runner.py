@@ -1,7 +1,8 @@
 """The native runner of the daily DAG's steps (declared in `orchestration.steps`).
 
 `run_pipeline` runs them in order (or a selection), each with its retry policy, logs progress per step and
-ends with a run summary, written to `<state>/pipeline_runs/<run id>.json` too. `make pipeline` /
+ends with a run summary, written to `<state>/pipeline_runs/<run id>.json` too: per step its result, seconds,
+Spark jobs and the time outside Spark jobs (the step's fixed cost, when its data is small). `make pipeline` /
 `lakehouse pipeline` run it; the Airflow DAG runs the same steps one task each.
 """
 
@@ -20,6 +21,7 @@ from pyspark.sql import SparkSession
 from lakehouse.log import stage
 from lakehouse.quality import QualityGateError
 from lakehouse.settings import Settings
+from lakehouse.spark import profiled
 from orchestration.steps import STEP_ORDER, step
 from simulator.config import SimConfig
 from simulator.generate import generate
@@ -95,18 +97,18 @@ def run_pipeline(spark: SparkSession | None, settings: Settings, steps: list[str
     with stage(log, "pipeline", run_id=run.run_id) as whole:
         try:
             for number, name in enumerate(names, start=1):
-                started = time.monotonic()
                 try:
-                    with stage(log, name, progress=f"{number}/{len(names)}", step=name, run_id=run.run_id) as done:
+                    with (stage(log, name, progress=f"{number}/{len(names)}", step=name, run_id=run.run_id) as done,
+                          profiled(spark, f"step:{name}") as profile):
                         result, attempts = _attempt(name, spark, settings, retries, delay_s)
                         done.update(summary=result, attempts=attempts)
                 except Exception as error:
-                    run.steps[name] = {"status": "failed", "error": str(error),
-                                       "seconds": round(time.monotonic() - started, 1)}
+                    run.steps[name] = {"status": "failed", "error": str(error), "seconds": round(profile.seconds, 1),
+                                       **profile.as_json()}
                     run.status = "failed"
                     raise PipelineError(name, run, error) from error
                 run.steps[name] = {"status": "done", "result": result, "attempts": attempts,
-                                   "seconds": round(time.monotonic() - started, 1)}
+                                   "seconds": round(profile.seconds, 1), **profile.as_json()}
             run.status = "done"
         finally:
             summary_file.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from lakehouse.spark import (
     LOG4J_CONFIG,
     MissingJarsError,
     driver_java_options,
+    profiled,
     s3a_options,
     spark_jars,
     spark_options,
@@ -141,3 +142,20 @@ def test_a_cluster_driver_keeps_the_jars_on_its_class_path_and_ships_them_to_the
     assert options["spark.driver.extraClassPath"].split(os.pathsep) == [str(hive_conf_dir(cluster)),
                                                                         *spark_jars(cluster)]
     assert options["spark.jars"].split(",") == spark_jars(cluster)
+
+
+def test_a_profiled_block_counts_its_own_spark_jobs_and_the_time_outside_them(spark):
+    spark.range(10).count()  # a job outside the block is not the block's
+
+    with profiled(spark, "test:jobs") as profile:
+        spark.range(1000).count()
+        spark.range(10).collect()
+    with profiled(spark, "test:none") as idle:
+        pass
+
+    # Spark's own count of the group's jobs (a count may take more than one).
+    assert profile.spark_jobs == len(spark.sparkContext.statusTracker().getJobIdsForGroup("test:jobs")) >= 2
+    assert 0 < profile.spark_s <= profile.seconds
+    assert profile.outside_spark_s == pytest.approx(profile.seconds - profile.spark_s)
+    assert (idle.spark_jobs, idle.spark_s) == (0, 0.0)
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None

@@ -49,6 +49,9 @@ def test_a_transient_failure_is_retried_and_the_run_summary_is_written(fake_step
     assert run["status"] == "done"
     assert [(name, s["status"], s["attempts"]) for name, s in run["steps"].items()] == [
         ("gold", "done", 1), ("train", "done", 2), ("score", "done", 1)]
+    # No Spark session: no Spark jobs, and every second is outside Spark.
+    assert {(s["spark_jobs"], s["spark_s"]) for s in run["steps"].values()} == {(0, 0.0)}
+    assert all(s["outside_spark_s"] == s["seconds"] for s in run["steps"].values())
 
 
 def test_a_step_failing_after_its_retries_stops_the_run(fake_steps, settings, tmp_path):
