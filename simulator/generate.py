@@ -8,8 +8,11 @@ dirt_manifest.json, skus.parquet, sku_days.parquet, shipments.parquet).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -75,3 +78,20 @@ def generate(config: SimConfig, landing: Path, truth: Path) -> dict[str, int]:
     log.info("generation done", extra={"rows": rows_written, "landing": str(landing), "truth": str(truth),
                                        "elapsed_s": round(time.perf_counter() - started, 2)})
     return rows_written
+
+
+def extend(landing: Path, truth: Path, days: int = 1) -> list[str]:
+    """Add the next `days` days of the simulation recorded in `truth` to the landing zone, as if they had
+    just arrived: the same world and seed simulated `days` days longer; only the new days' files are
+    copied, and the truth is rewritten for the longer run. Returns the new ingest dates.
+
+    Rows the shorter run capped at its last day land again on a new day: re-sent rows, as the dirt has."""
+    config = SimConfig.from_json(json.loads((truth / MODEL_FILE).read_text())["config"])
+    longer = dataclasses.replace(config, days=config.days + days)
+    new_dates = [longer.day_date(day).isoformat() for day in range(config.days, longer.days)]
+    with tempfile.TemporaryDirectory(prefix="simulated-") as scratch:
+        generate(longer, Path(scratch) / "landing", truth)
+        for folder in sorted((Path(scratch) / "landing").glob("*/ingest_date=*")):
+            if folder.name.removeprefix("ingest_date=") in new_dates:
+                shutil.copytree(folder, landing / folder.parent.name / folder.name)
+    return new_dates

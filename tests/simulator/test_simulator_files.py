@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -22,6 +24,7 @@ from simulator import truth
 from simulator.config import DirtRates, SimConfig
 from simulator.dirt import DIRT_SPECS
 from simulator.generate import MANIFEST_FILE, generate
+from simulator.truth import MODEL_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 # Small, with dirt rates raised so that every defect occurs a countable number of times.
@@ -213,3 +216,27 @@ def test_cli_help_exits_zero():
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "usage: python -m simulator" in done.stdout
+
+
+def test_next_day_adds_the_day_a_longer_run_would_have_written_and_changes_no_earlier_file(generated, tmp_path):
+    landing, truth = tmp_path / "landing", tmp_path / "truth"
+    shutil.copytree(generated / "landing", landing)
+    shutil.copytree(generated / "truth", truth)
+    before = _hashes(landing)
+    longer = tmp_path / "longer"
+    generate(dataclasses.replace(CONFIG, days=CONFIG.days + 1), longer / "landing", longer / "truth")
+
+    done = subprocess.run([sys.executable, "-m", "simulator", "next-day", "--landing", str(landing),
+                           "--truth", str(truth)], cwd=REPO, capture_output=True, text=True, check=True)
+
+    new_date = CONFIG.day_date(CONFIG.days).isoformat()
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"new_ingest_dates": [new_date]}
+    after = _hashes(landing)
+    assert {k: v for k, v in after.items() if k in before} == before
+    added = {k: v for k, v in after.items() if k not in before}
+    assert added and all(f"ingest_date={new_date}/" in k for k in added)
+    assert added == {k: v for k, v in _hashes(longer / "landing").items() if f"ingest_date={new_date}/" in k}
+    assert json.loads((truth / MODEL_FILE).read_text())["config"]["days"] == CONFIG.days + 1
+    missing = subprocess.run([sys.executable, "-m", "simulator", "next-day", "--truth", str(tmp_path / "none")],
+                             cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no simulation in" in missing.stderr
