@@ -8,6 +8,8 @@ docs/features.md.
 
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -91,15 +93,18 @@ def sku_day_activity(clickstream: DataFrame, transactions: DataFrame) -> DataFra
 
 
 def pricing_daily(products: DataFrame, activity: DataFrame, market_prices: DataFrame,
-                  suppliers: DataFrame) -> DataFrame:
+                  suppliers: DataFrame, first: date | None = None) -> DataFrame:
     """`gold.pricing_daily`: what happened to each active SKU on each UTC date.
 
     `activity` is `sku_day_activity(silver.clickstream, silver.transactions)`, the rest are silver.
-    Dates run from the first to the last date with a click or an order line; days without events get
-    zero counts. Events of a SKU that `products` does not know, or from before its launch, keep their
-    row with a null category (the gold gate quarantines them). Grain: one row per SKU and date.
+    Dates run from the first to the last date with a click or an order line (from `first`, when given:
+    an incremental build passes its activity from that date on); days without events get zero counts.
+    Events of a SKU that `products` does not know, or from before its launch, keep their row with a null
+    category (the gold gate quarantines them). Grain: one row per SKU and date.
     """
     span = activity.agg(F.min("date").alias("_first"), F.max("date").alias("_last"))
+    if first is not None:
+        span = span.withColumn("_first", F.lit(first))
     days = active_sku_days(products.crossJoin(span), F.col("_first"), F.col("_last"))
     daily = (days.join(activity, ["sku", "date"], "full")
              .join(competitor_min_prices(market_prices), ["sku", "date"], "left")

@@ -40,6 +40,9 @@ class Table:
             options["delta.dataSkippingStatsColumns"] = ",".join(self.stats_columns)
         if self.checkpoint_interval:
             options["delta.checkpointInterval"] = str(self.checkpoint_interval)
+        if self.layer == "silver":
+            # Gold reads what changed in silver since its last build (spark_jobs.gold) from the change feed.
+            options["delta.enableChangeDataFeed"] = "true"
         return options
 
     @property

@@ -122,12 +122,14 @@ STEPS: tuple[Step, ...] = (
                                            "order)"}),)),
     Step("gold", "spark_jobs.gold:step",
          "silver -> gold feature tables behind Great Expectations quality gates",
-         "Build gold.pricing_daily, gold.pricing_features and gold.shipping_features from silver (docs/features.md), "
-         "validate them (warn / drop to gold.quarantine / fail) and overwrite them; skipped when no silver table "
-         "changed since the last build. Exits 2 when a fail rule fails (no gold table is written), 1 when a silver "
-         "table is missing.",
-         (Argument(("--force",), {"action": "store_true",
-                                  "help": "rebuild even when no silver table changed since the last build"}),)),
+         "Build gold.pricing_daily, gold.pricing_features, gold.demand_profile and gold.shipping_features from silver "
+         "(docs/features.md): the rows dated from the earliest day silver's changes since the last build touch, read "
+         "from silver's change feed (everything on a first build). Validate them (warn / drop to gold.quarantine / "
+         "fail) and replace them; skipped when no silver table changed. Exits 2 when a fail rule fails (no gold "
+         "table is written), 1 when a silver table is missing.",
+         (Argument(("--full-refresh",), {"action": "store_true",
+                                         "help": "recompute every gold row from all of silver, even when no silver "
+                                                 "table changed"}),)),
     Step("train", "training.train:train_step",
          "train the pricing and shipping models, log them to MLflow, register a challenger",
          "Train LightGBM models on the gold tables (all days but the last 14, which score them), log parameters, "

@@ -1,6 +1,9 @@
 """The gold job on a small simulated data set: ingest -> silver -> gold in a temp lake, checked against the
 simulator's truth; re-runs, a failing gate and the quarantine."""
 
+import shutil
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,7 +115,7 @@ def test_a_rerun_on_unchanged_silver_writes_nothing(spark, built):
 
     result = gold.run(spark, settings)
 
-    assert result.skipped and result.summary() == "silver unchanged since the last build: nothing to do"
+    assert result.skipped and result.summary() == "nothing gold reads changed since the last build: nothing to do"
     assert _versions(spark, settings) == before
 
 
@@ -127,7 +130,7 @@ def test_a_failed_fail_rule_leaves_every_gold_table_unchanged_and_exits_2_naming
     monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: spark)  # the CLI imports it when it runs
     gold_versions = _versions(spark, settings, layers=("gold",))
 
-    assert cli.main(["gold", "--force"]) == 2
+    assert cli.main(["gold", "--full-refresh"]) == 2
 
     assert "shipping_features.parcels_under_1_gram" in capsys.readouterr().err
     assert _versions(spark, settings, layers=("gold",)) == gold_versions
@@ -153,3 +156,50 @@ def test_the_build_records_the_silver_versions_it_read(spark, built):
     progress = _read(spark, settings, "ops.gold_progress").where(F.col("run_id") == "build-1")
 
     assert {r.silver_table: r.silver_version for r in progress.collect()} == gold.silver_versions(spark, settings)
+
+
+GOLD_BUILT = ("gold.pricing_daily", "gold.pricing_features", "gold.demand_profile", "gold.shipping_features")
+
+
+@pytest.fixture(scope="module")
+def increments(tmp_path_factory, spark, settings):
+    """A lake built from six days, then given two more (with rows that land late, dated in earlier days):
+    the second gold build is incremental; returns the settings, both results and the gold versions after it."""
+    own = Settings(state_dir=tmp_path_factory.mktemp("gold_increments"), jars_dir=settings.jars_dir)
+    scratch = tmp_path_factory.mktemp("increments_landing")
+    config = SimConfig(seed=12, skus=100, days=8, scale=0.3)
+    generate(config, scratch, own.truth_dir)
+    dates = [config.day_date(day).isoformat() for day in range(config.days)]
+    results = []
+    for batch in (dates[:6], dates[6:]):
+        for folder in scratch.glob("*/ingest_date=*"):
+            if folder.name.removeprefix("ingest_date=") in batch:
+                shutil.copytree(folder, own.landing_dir / folder.parent.name / folder.name)
+        ingest.run(spark, own, sorted(LANDING_SOURCES))
+        silver.run(spark, own)
+        results.append(gold.run(spark, own))
+    return own, results, {name: table_version(spark, table(name).location(own)) for name in GOLD_BUILT}
+
+
+def test_an_increment_recomputes_from_its_earliest_late_row_and_equals_a_full_refresh(spark, increments):
+    settings, (first, increment), versions = increments
+    new_day = SimConfig().start_date + timedelta(days=6)
+    earliest = min(_read(spark, settings, f"silver.{source}").where(F.col("ingest_date") >= F.lit(new_day))
+                   .agg(F.min(column)).first()[0]
+                   for source, column in (("clickstream", "event_date"), ("transactions", "transaction_date")))
+
+    assert first.full_reason == "first build" and first.since is None
+    assert increment.full_reason is None
+    # Rows that landed on the new days but are dated earlier (late) move the start back.
+    assert increment.since <= earliest < new_day
+
+    full = gold.run(spark, settings, full_refresh=True)
+
+    assert full.full_reason == "full refresh"
+    for name in GOLD_BUILT:
+        location = table(name).location(settings)
+        assertDataFrameEqual(read_delta(spark, location, versions[name]), read_delta(spark, location))
+    quarantine = _read(spark, settings, "gold.quarantine")
+    before = read_delta(spark, table("gold.quarantine").location(settings),
+                        table_version(spark, table("gold.quarantine").location(settings)) - 1)
+    assertDataFrameEqual(before.drop("run_id"), quarantine.drop("run_id"))
