@@ -139,32 +139,29 @@ class JobProfile:
 
 
 @contextmanager
-def profiled(spark: SparkSession | None, group: str) -> Iterator[JobProfile]:
-    """Run the block under Spark job group `group` and fill the JobProfile it yields when the block ends
-    (from the driver's status store, which Spark keeps with or without its UI)."""
-    profile, started = JobProfile(), time.monotonic()
-    if spark is None:
-        try:
-            yield profile
-        finally:
-            profile.seconds = time.monotonic() - started
-        return
-    context = spark.sparkContext
-    context.setJobGroup(group, group)
+def profiled(spark: SparkSession | None) -> Iterator[JobProfile]:
+    """Fill the JobProfile it yields with the Spark jobs submitted while the block ran, from any thread (a job
+    group would miss a step's worker threads), read from the driver's status store when the block ends
+    (Spark keeps it with or without its UI; the latest `spark.ui.retainedJobs`, 1,000 by default). Blocks that
+    run one at a time in the process, as pipeline steps do, each get their own jobs."""
+    profile, started, started_ms = JobProfile(), time.monotonic(), int(time.time() * 1000)
     try:
         yield profile
     finally:
         profile.seconds = time.monotonic() - started
-        context._jsc.clearJobGroup()
-        intervals = []
-        store = context._jsc.sc().statusStore()
-        for job in context._jvm.scala.jdk.javaapi.CollectionConverters.asJava(store.jobsList(None)):
-            if job.jobGroup().isDefined() and job.jobGroup().get() == group and job.submissionTime().isDefined():
-                end = job.completionTime().get() if job.completionTime().isDefined() else None
-                intervals.append((job.submissionTime().get().getTime(),
-                                  end.getTime() if end is not None else job.submissionTime().get().getTime()))
-        profile.spark_jobs = len(intervals)
-        profile.spark_s = _covered_ms(intervals) / 1000
+        if spark is not None:
+            ended_ms, context = int(time.time() * 1000), spark.sparkContext
+            intervals = []
+            store = context._jsc.sc().statusStore()
+            for job in context._jvm.scala.jdk.javaapi.CollectionConverters.asJava(store.jobsList(None)):
+                if not job.submissionTime().isDefined():
+                    continue
+                submitted = job.submissionTime().get().getTime()
+                if started_ms <= submitted <= ended_ms:
+                    done = job.completionTime().get().getTime() if job.completionTime().isDefined() else ended_ms
+                    intervals.append((submitted, done))
+            profile.spark_jobs = len(intervals)
+            profile.spark_s = _covered_ms(intervals) / 1000
 
 
 def _covered_ms(intervals: list[tuple[int, int]]) -> int:

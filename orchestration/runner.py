@@ -99,7 +99,7 @@ def run_pipeline(spark: SparkSession | None, settings: Settings, steps: list[str
             for number, name in enumerate(names, start=1):
                 try:
                     with (stage(log, name, progress=f"{number}/{len(names)}", step=name, run_id=run.run_id) as done,
-                          profiled(spark, f"step:{name}") as profile):
+                          profiled(spark) as profile):
                         result, attempts = _attempt(name, spark, settings, retries, delay_s)
                         done.update(summary=result, attempts=attempts)
                 except Exception as error:

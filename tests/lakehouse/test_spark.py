@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
@@ -144,18 +145,23 @@ def test_a_cluster_driver_keeps_the_jars_on_its_class_path_and_ships_them_to_the
     assert options["spark.jars"].split(",") == spark_jars(cluster)
 
 
-def test_a_profiled_block_counts_its_own_spark_jobs_and_the_time_outside_them(spark):
-    spark.range(10).count()  # a job outside the block is not the block's
+def test_a_profiled_block_counts_the_spark_jobs_of_every_thread_and_the_time_outside_them(spark):
+    spark.range(10).count()  # a job before the block is not the block's
+    context = spark.sparkContext
+    context.setJobGroup("test:main", "")  # groups only to count the block's jobs Spark's own way, below
 
-    with profiled(spark, "test:jobs") as profile:
+    with profiled(spark) as profile:
         spark.range(1000).count()
-        spark.range(10).collect()
-    with profiled(spark, "test:none") as idle:
+        worker = threading.Thread(target=lambda: (context.setJobGroup("test:worker", ""), spark.range(10).collect()))
+        worker.start()
+        worker.join()
+    context._jsc.clearJobGroup()
+    with profiled(spark) as idle:
         pass
 
-    # Spark's own count of the group's jobs (a count may take more than one).
-    assert profile.spark_jobs == len(spark.sparkContext.statusTracker().getJobIdsForGroup("test:jobs")) >= 2
+    tracker = context.statusTracker()
+    assert profile.spark_jobs == len(tracker.getJobIdsForGroup("test:main")) + len(tracker.getJobIdsForGroup(
+        "test:worker")) >= 2
     assert 0 < profile.spark_s <= profile.seconds
     assert profile.outside_spark_s == pytest.approx(profile.seconds - profile.spark_s)
     assert (idle.spark_jobs, idle.spark_s) == (0, 0.0)
-    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
