@@ -70,10 +70,11 @@ def test_a_shipping_experiment_splits_customers_stickily_and_hands_over_its_thre
 def test_only_a_shipping_experiment_may_move_the_free_shipping_threshold():
     variants = [{"name": "a", "weight": 100, "strategy": "model", "model_alias": "champion",
                  "free_shipping_threshold_usd": 50}]
-    with pytest.raises(ExperimentConfigError,
-                       match=r"variants \['a'\] set free_shipping_threshold_usd, which only a shipping experiment takes"):
+    with pytest.raises(ExperimentConfigError, match=r"variants \['a'\] set free_shipping_threshold_usd, which only "
+                                                    r"a shipping experiment takes"):
         config(experiment(variants=variants))
-    with pytest.raises(ExperimentConfigError, match=r"free_shipping_threshold_usd: Input should be greater than or equal to 0"):
+    with pytest.raises(ExperimentConfigError,
+                       match=r"free_shipping_threshold_usd: Input should be greater than or equal to 0"):
         config(experiment(endpoint="shipping", variants=[{**variants[0], "free_shipping_threshold_usd": -1}]))
 
 
