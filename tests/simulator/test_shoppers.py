@@ -28,13 +28,25 @@ def world() -> World:
 
 
 def fake_api(price: float, requests: list) -> PriceApi:
-    """An API that prices every SKU at `price` and numbers its decisions d-0, d-1, ..."""
+    """An API that prices every SKU at `price` and numbers its decisions d-0, d-1, ...; shipping quotes
+    (not counted in `requests`) cost 6 USD below 75 USD, nothing from it."""
     def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/shipping/estimate":
+            return httpx.Response(200, json=fake_quote(json.loads(request.content)))
         requests.append(json.loads(request.content))
         return httpx.Response(200, json={"decision_id": f"d-{len(requests) - 1}", "price_usd": price,
                                          "experiment": "pricing_model_vs_rules",
                                          "variant": "model" if price < 50 else "rule_based"})
     return PriceApi(httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)))
+
+
+def fake_quote(body: dict, threshold: float = 75.0, charge: float = 6.0) -> dict:
+    free = body["subtotal_usd"] >= threshold
+    best = {"carrier": "northpost", "service_level": "standard", "estimate_usd": 5.0,
+            "charge_usd": 0.0 if free else charge}
+    return {"decision_id": f"q-{body['customer']['session_id']}-{body['subtotal_usd']}",
+            "experiment": "free_shipping_50_vs_75", "variant": "free_from_75", "recommended": best,
+            "options": [best], "free_shipping_threshold_usd": threshold}
 
 
 def test_shoppers_add_to_cart_and_buy_with_the_true_probabilities(world):
