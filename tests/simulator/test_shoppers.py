@@ -242,3 +242,14 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     shown = set(zip(truth["decision_id"], truth["price_usd"], strict=True))
     assert {(v["decision_id"], v["price_shown"]) for v in views} == shown
     assert len(lines) == result.order_lines
+    # Carting sessions asked the real API for their shipping charge: the truth names those quotes, and every
+    # order line carries the charge its session was quoted last.
+    carting = {e["session_id"] for e in events if e["event_type"] == "add_to_cart"}
+    quotes = pd.read_parquet(result.shipping_truth_path)
+    # (a basket the API cannot quote, 422 for a SKU without measures, checks out unquoted)
+    assert set(quotes["session_id"]) <= carting and len(result.shipping_decision_ids) >= len(quotes) > 0
+    assert set(quotes["decision_id"]) <= set(result.shipping_decision_ids)
+    assert quotes["experiment"].eq("free_shipping_50_vs_75").all()
+    assert set(quotes["variant"]) <= {"free_from_75", "free_from_50"}
+    assert ((quotes["charge_usd"] == 0) == (quotes["subtotal_usd"] >= quotes["free_shipping_threshold_usd"])).all()
+    assert all(line["shipping_charged"] >= 0 and line["service_level"] == "standard" for line in lines)
