@@ -2,11 +2,17 @@
 
 import json
 import math
+import uuid
+from datetime import datetime
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
+from pricing.shipping_policy import SHIPPING_POLICY, shipping_charge
+from readout.frames import readout_rows, true_lifts
+from readout.shipping import SHIPPING_METRICS, true_shipping_values
 from simulator.checkout import ShippingApi, check_out, checkout_probability, expected_invoice_factor, top_up_probability
 from simulator.config import SimConfig
 from simulator.shoppers import PriceApi, shop
@@ -94,3 +100,47 @@ def test_with_shipping_a_session_buys_or_abandons_its_whole_cart_and_the_order_c
         # every price decision's P(purchase): carted, then checked out at this session's expected charge
         for t in s.truth:
             assert t["p_purchase"] == pytest.approx(t["p_add_to_cart"] * s.checkout.truth["p_checkout"])
+
+
+def policy_transport(threshold_by_variant: dict[str, float | None], estimate: float = 7.0):
+    """Quotes by the repository's shipping policy (the variant's threshold) at a flat carrier estimate; the
+    variant is named by the session id's prefix."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        variant = body["customer"]["session_id"].split(":")[0]
+        policy = SHIPPING_POLICY.with_free_shipping_from(threshold_by_variant[variant])
+        best = {"carrier": "northpost", "service_level": "standard", "estimate_usd": estimate,
+                "charge_usd": float(shipping_charge(policy, estimate, "standard", 1, body["subtotal_usd"]))}
+        return httpx.Response(200, json={
+            "decision_id": f"q-{uuid.uuid4()}", "experiment": "free_shipping_50_vs_75", "variant": variant,
+            "recommended": best, "options": [best], "free_shipping_threshold_usd": policy.free_shipping_threshold_usd})
+    return httpx.MockTransport(answer)
+
+
+def test_a_simulated_shipping_experiments_true_lifts_lie_inside_the_readouts_intervals(world):
+    """Free shipping from 50 against 75 USD, 1,500 carting visitors each, on baskets of one or two lines at
+    the reference prices: every metric's true lift (from the checkout truth) is inside its 95% interval, and
+    the lower threshold converts more, abandons less and earns less shipping margin (here below 0 in both: the
+    flat 7 USD estimate is under most parcels' rate card, so a relative lift of +104% means twice the loss)."""
+    api = ShippingApi(httpx.Client(base_url="http://api", transport=policy_transport(
+        {"free_from_75": None, "free_from_50": 50.0})))
+    rng = np.random.default_rng(26)
+    visitors, sessions = [], []
+    for n in range(3000):
+        variant = ("free_from_75", "free_from_50")[n % 2]
+        sku = rng.choice(world.n_skus, 1 + int(rng.random() < 0.3), replace=False)
+        c = check_out(world, 5, api, rng, 11, f"C-{n}", f"{variant}:{n}", sku, world.ref_price[sku])
+        paid = c.charge_usd if c.bought else 0.0
+        visitors.append({"variant": variant, "visitor_id": f"C-{n}", "purchased": c.bought, "abandoned": not c.bought,
+                         "revenue_usd": float(world.ref_price[sku] @ c.quantity) if c.bought else 0.0,
+                         "shipping_margin_usd": paid - c.actual_cost_usd if c.bought else 0.0})
+        sessions.append({**c.truth, "variant": variant, "visitor_id": f"C-{n}"})
+    rows = readout_rows(pd.DataFrame(visitors), "free_shipping_50_vs_75", "free_from_75",
+                        {"free_from_75": 50, "free_from_50": 50}, "r", datetime(2026, 12, 5), SHIPPING_METRICS)
+    measured = rows[~rows["is_control"]].set_index("metric")
+    truth = true_lifts(true_shipping_values(pd.DataFrame(sessions)), "free_from_75").set_index("metric")["true_lift"]
+    for metric in SHIPPING_METRICS:
+        assert measured.loc[metric, "ci_low"] <= truth[metric] <= measured.loc[metric, "ci_high"], metric
+    values = true_shipping_values(pd.DataFrame(sessions)).set_index(["metric", "variant"])["true_value"]
+    assert truth["conversion_rate"] > 0.02 and truth["cart_abandonment_rate"] < 0
+    assert values["shipping_margin_per_visitor", "free_from_50"] < values["shipping_margin_per_visitor", "free_from_75"]
