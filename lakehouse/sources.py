@@ -190,6 +190,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
          Rule("latency_non_negative", DROP, BETWEEN, {"column": "latency_ms", "min_value": 0}),
          Rule("price_non_negative", DROP, BETWEEN, {"column": "price_usd", "min_value": 0}),
          Rule("estimate_non_negative", DROP, BETWEEN, {"column": "estimate_usd", "min_value": 0}),
+         Rule("charge_non_negative", DROP, BETWEEN, {"column": "charge_usd", "min_value": 0}),
          Rule("endpoint_known", WARN, IN_SET, {"column": "endpoint", "value_set": list(reference.ENDPOINTS)}),
          Rule("strategy_known", WARN, IN_SET, {"column": "strategy", "value_set": list(reference.STRATEGIES)}),
          Rule("fallback_present", WARN, NOT_NULL, {"column": "fallback"})),

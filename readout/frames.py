@@ -20,26 +20,31 @@ from readout.stats import Comparison, compare_means, compare_proportions, srm_p_
 
 NOT_COMPARABLE = Comparison(float("nan"), float("nan"), float("nan"), float("nan"))
 
-# metric -> (outcome column, the rows it is measured over: all visitors, or those who added to cart)
-RATES = {
-    "add_to_cart_rate": ("added_to_cart", None),
-    "conversion_rate": ("purchased", None),
-    "cart_abandonment_rate": ("abandoned", "added_to_cart"),
+# metric -> (kind, outcome column, the rows it is measured over: all visitors (None), or those with that
+# flag set). Kinds: `rate`, a share (z-test); `mean`, USD per visitor (Welch).
+Metrics = dict[str, tuple[str, str, str | None]]
+PRICING_METRICS: Metrics = {
+    "add_to_cart_rate": ("rate", "added_to_cart", None),
+    "conversion_rate": ("rate", "purchased", None),
+    "cart_abandonment_rate": ("rate", "abandoned", "added_to_cart"),
+    "revenue_per_visitor": ("mean", "revenue_usd", None),
+    "margin_per_visitor": ("mean", "margin_usd", None),
 }
-PER_VISITOR = {"revenue_per_visitor": "revenue_usd", "margin_per_visitor": "margin_usd"}
-METRICS = (*RATES, *PER_VISITOR)
+METRICS = tuple(PRICING_METRICS)
 VISITOR_COLUMNS = ("variant", "visitor_id", "added_to_cart", "purchased", "abandoned", "revenue_usd", "margin_usd")
 READOUT_COLUMNS = EXPERIMENT_READOUT.fieldNames()
 
 
 def readout_rows(visitors: pd.DataFrame, experiment: str, control: str, weights: dict[str, float],
-                 readout_id: str, computed_at: datetime) -> pd.DataFrame:
-    """Per-visitor outcomes (`VISITOR_COLUMNS`, one row per variant and visitor) -> the readout.
+                 readout_id: str, computed_at: datetime, metrics: Metrics = PRICING_METRICS) -> pd.DataFrame:
+    """Per-visitor outcomes (one row per variant and visitor: `variant`, `visitor_id` and the columns
+    `metrics` read; `VISITOR_COLUMNS` for pricing) -> the readout.
 
     `weights`: the configured split (variant -> percent). Grain: one row per metric and observed
     variant, the control's lift, interval and p-value null; every row carries the SRM p-value.
     """
-    missing = set(VISITOR_COLUMNS) - set(visitors.columns)
+    needed = {"variant", "visitor_id"} | {c for _, column, over in metrics.values() for c in (column, over) if c}
+    missing = needed - set(visitors.columns)
     if missing:
         raise ValueError(f"visitor outcomes lack columns {sorted(missing)}")
     unknown = set(visitors["variant"]) - set(weights)
@@ -52,9 +57,9 @@ def readout_rows(visitors: pd.DataFrame, experiment: str, control: str, weights:
     srm = srm_p_value(np.array([counts.get(v, 0) for v in weights]), np.array(list(weights.values())))
     groups = {variant: frame for variant, frame in visitors.groupby("variant")}
     rows = []
-    for metric in METRICS:
+    for metric in metrics:
         for variant in sorted(groups, key=lambda v: (v != control, v)):
-            value, comparison = _measure(metric, groups[control], groups[variant])
+            value, comparison = _measure(metrics[metric], groups[control], groups[variant])
             rows.append({
                 "readout_id": readout_id, "computed_at": computed_at, "experiment": experiment, "metric": metric,
                 "variant": variant, "is_control": variant == control, "visitors": int(counts[variant]),
@@ -67,16 +72,15 @@ def readout_rows(visitors: pd.DataFrame, experiment: str, control: str, weights:
     return pd.DataFrame(rows, columns=READOUT_COLUMNS)
 
 
-def _measure(metric: str, control: pd.DataFrame, treatment: pd.DataFrame):
-    """(treatment's value, its comparison with the control) for one metric."""
-    if metric in PER_VISITOR:
-        column = PER_VISITOR[metric]
-        return float(treatment[column].mean()), compare_means(control[column], treatment[column])
-    outcome, over = RATES[metric]
+def _measure(metric: tuple[str, str, str | None], control: pd.DataFrame, treatment: pd.DataFrame):
+    """(treatment's value, its comparison with the control) for one metric's (kind, column, over)."""
+    kind, outcome, over = metric
     c, t = (frame if over is None else frame[frame[over]] for frame in (control, treatment))
     value = float(t[outcome].mean()) if len(t) else float("nan")
-    if min(len(c), len(t)) == 0:
+    if min(len(c), len(t)) < (2 if kind == "mean" else 1):
         return value, NOT_COMPARABLE
+    if kind == "mean":
+        return value, compare_means(c[outcome], t[outcome])
     return value, compare_proportions(int(c[outcome].sum()), len(c), int(t[outcome].sum()), len(t))
 
 

@@ -71,7 +71,8 @@ def decision_record(*, decision_id: str | None = None, event_time: str | None = 
                     response: Any = None, price_usd: float | None = None, estimate_usd: float | None = None,
                     guardrails: list[str] | None = None, fallback: bool = False,
                     latency_ms: float | None = None, live_features_as_of: str | None = None,
-                    reason_code: str | None = None, propensity: float | None = None) -> dict[str, Any]:
+                    reason_code: str | None = None, propensity: float | None = None, charge_usd: float | None = None,
+                    policy_version: str | None = None) -> dict[str, Any]:
     """A decision log record: one keyword per field of `DECISION_FIELDS`, in its order (a test holds the
     two equal; keywords rather than `**fields` keep an unknown field a TypeError at no cost per request),
     with a new `decision_id` (`new_decision_id`) and the current UTC `event_time` unless given."""
@@ -82,7 +83,8 @@ def decision_record(*, decision_id: str | None = None, event_time: str | None = 
             "sku": sku, "request": request, "response": response, "price_usd": price_usd,
             "estimate_usd": estimate_usd, "guardrails": [] if guardrails is None else guardrails,
             "fallback": fallback, "latency_ms": latency_ms, "live_features_as_of": live_features_as_of,
-            "reason_code": reason_code, "propensity": propensity}
+            "reason_code": reason_code, "propensity": propensity, "charge_usd": charge_usd,
+            "policy_version": policy_version}
 
 
 def _plain(value: Any) -> Any:

@@ -54,6 +54,9 @@ class Variant(_Strict):
     # bandit only: the share of the variant's decisions that explore (Thompson draws); the rest take the
     # posterior's best price. Unset: pricing.bandit.BanditConfig's (all of them).
     explore_share: float | None = Field(None, ge=0, le=1)
+    # shipping only: the free-shipping threshold (USD) this variant's charges use instead of the shipping
+    # policy's (pricing/shipping_policy.yaml). Unset: the policy's.
+    free_shipping_threshold_usd: float | None = Field(None, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _alias_matches_strategy(self) -> Variant:
@@ -96,6 +99,11 @@ class Experiment(_Strict):
             raise ValueError(f"variant weights add up to {sum(v.weight for v in self.variants):g}, not 100")
         if self.default_variant is not None and self.default_variant not in names:
             raise ValueError(f"default_variant {self.default_variant!r} is not one of the variants {names}")
+        if self.endpoint != "shipping":
+            moved = [v.name for v in self.variants if v.free_shipping_threshold_usd is not None]
+            if moved:
+                raise ValueError(f"variants {moved} set free_shipping_threshold_usd, which only a shipping "
+                                 f"experiment takes, not a {self.endpoint!r} one")
         return self
 
     @property
@@ -141,6 +149,7 @@ class Assignment:
     reason: str
     bucket: int | None = None
     explore_share: float | None = None  # bandit variants: Variant.explore_share
+    free_shipping_threshold_usd: float | None = None  # shipping variants: Variant.free_shipping_threshold_usd
 
 
 NO_EXPERIMENT = Assignment(None, None, "model", "champion", "no_experiment")
@@ -164,7 +173,7 @@ def assign(experiment: Experiment, subject: Subject) -> Assignment:
     """The variant of `subject` in `experiment` (pure; see the module docstring for the rules)."""
     def answer(variant: Variant, reason: str, unit_bucket: int | None = None) -> Assignment:
         return Assignment(experiment.name, variant.name, variant.strategy, variant.model_alias, reason, unit_bucket,
-                          variant.explore_share)
+                          variant.explore_share, variant.free_shipping_threshold_usd)
 
     if not experiment.enabled:
         return answer(experiment.default, "disabled")

@@ -9,7 +9,9 @@ book repriced with live features), naming the live features' as-of time and the 
 while no live table exists it answers like `model`, with `fallback: true` and the reason. The `bandit`
 variant draws each price by Thompson sampling (`serving.bandit`); where it has no open grid price it answers
 like `model`, with `fallback: true`. Every price decision logs its propensity: the probability the strategy
-had of choosing that price (1 but for the bandit).
+had of choosing that price (1 but for the bandit). A shipping answer gives each option's expected carrier
+cost and the shopper's charge, decided by the shipping policy (`pricing/shipping_policy.yaml`, the variant's
+free-shipping threshold applied: `serving.shipping_charge`), and names the policy's version.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from serving.gateway import GatewayRoute
 from serving.models import LoadedModel
 from serving.online_features import FeatureSnapshot
 from serving.pricebook import feature_frame
+from serving.shipping_charge import option_charges, variant_policy
 from training.demand import reference_price
 from training.registry import CHAMPION, PRICING_MODEL, SHIPPING_MODEL
 
@@ -79,6 +82,9 @@ class ShippingRequest(_Strict):
     items: list[BasketItem] = Field(min_length=1, max_length=50)
     postal_code: str = Field(pattern=POSTAL_PATTERN, examples=["02139"])
     service_level: Literal["standard", "express"] | None = Field(None, description="both when omitted")
+    subtotal_usd: float | None = Field(
+        None, ge=0, le=1_000_000, examples=[62.5],
+        description="the basket's merchandise total the shopper pays; omitted: the basket never ships free")
     customer: Customer = Customer()
 
 
@@ -127,9 +133,10 @@ class BasketPriceAnswer(BaseModel):
 class ShippingOption(BaseModel):
     carrier: str
     service_level: str
-    estimate_usd: float
+    estimate_usd: float = Field(description="the expected carrier cost")
     rate_card_usd: float
     billable_weight_kg: float
+    charge_usd: float = Field(description="what the shopper pays for this option (the shipping policy's)")
 
 
 class ShippingAnswer(Provenance):
@@ -140,6 +147,11 @@ class ShippingAnswer(Provenance):
     volume_cm3: float
     recommended: ShippingOption
     options: list[ShippingOption]
+    subtotal_usd: float | None
+    shipping_policy_version: str = Field(description="the shipping policy (and variant threshold) behind the charges")
+    free_shipping_threshold_usd: float | None = Field(
+        description="the basket subtotal from which the free levels ship free; null: none ships free")
+    free_shipping_levels: list[str]
     currency: Literal["USD"] = "USD"
 
 
@@ -325,7 +337,8 @@ def build_router() -> APIRouter:
         answer = estimate_shipping(serving, body, snapshot, assignment)
         answer_json = answer.model_dump_json()
         _log(serving, answer, answer.decision_id, answer_json, "shipping", body.customer,
-             await _request_json(request), started, estimate_usd=answer.recommended.estimate_usd)
+             await _request_json(request), started, estimate_usd=answer.recommended.estimate_usd,
+             charge_usd=answer.recommended.charge_usd, policy_version=answer.shipping_policy_version)
         return _json_response(answer_json)
 
     @router.get("/prices/{sku}/curve", tags=["pricing"], responses=responses)
@@ -400,9 +413,13 @@ def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot,
         estimate = loaded.model.expected_cost(parcels)
     if fallback_reason:
         serving.metrics.record_fallback("shipping", fallback_reason)
-    options = sorted((ShippingOption(carrier=c.carrier, service_level=c.service_level, estimate_usd=round(float(e), 2),
-                                     rate_card_usd=round(float(r), 2), billable_weight_kg=round(float(b), 3))
-                      for c, e, r, b in zip(cards, estimate, rate_card, billable, strict=True)),
+    policy = variant_policy(assignment)
+    estimate = np.round(np.asarray(estimate, dtype=float), 2)
+    charge = option_charges(policy, estimate, [c.service_level for c in cards], zone.zone, body.subtotal_usd)
+    options = sorted((ShippingOption(carrier=c.carrier, service_level=c.service_level, estimate_usd=float(e),
+                                     rate_card_usd=round(float(r), 2), billable_weight_kg=round(float(b), 3),
+                                     charge_usd=float(g))
+                      for c, e, r, b, g in zip(cards, estimate, rate_card, billable, charge, strict=True)),
                      key=lambda o: o.estimate_usd)
     return ShippingAnswer(
         decision_id=new_decision_id(), experiment=assignment.experiment, variant=assignment.variant,
@@ -410,4 +427,6 @@ def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot,
         rule_version=None if loaded else "rate_card", fallback=fallback_reason is not None,
         fallback_reason=fallback_reason, postal_code=body.postal_code.strip(),
         delivery_zone=zone.zone, is_remote=zone.is_remote, actual_weight_kg=round(weight, 3),
-        volume_cm3=round(volume, 1), recommended=options[0], options=options)
+        volume_cm3=round(volume, 1), recommended=options[0], options=options, subtotal_usd=body.subtotal_usd,
+        shipping_policy_version=policy.version, free_shipping_threshold_usd=policy.free_shipping_threshold_usd,
+        free_shipping_levels=list(policy.free_shipping_levels))

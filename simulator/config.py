@@ -92,6 +92,10 @@ class ModelParams:
     anomaly_range: tuple[float, float] = (1.3, 2.0)
     shipping_markup: float = 0.10  # charged to the customer = rate card * (1 + markup)
     free_shipping_threshold: float = 75.0  # USD subtotal above which standard shipping is free
+    # Live shoppers at checkout (simulator.checkout), facing the API's shipping charge c (USD):
+    shipping_fee_sensitivity: float = 0.05  # P(checkout | cart) = purchase_given_cart * exp(-0.05 c)
+    top_up_max: float = 0.6  # P(grow the basket to free shipping) = 0.6 * max(0, 1 - gap / reach) ...
+    top_up_reach_usd: float = 30.0  # ... for a basket `gap` USD short of the free-shipping threshold
     rate_increase: float = 0.059  # general rate increase at the mid-history rate change
     fuel_increase_pct: float = 1.5
 

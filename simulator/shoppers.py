@@ -8,9 +8,13 @@ Clickstream events (view, add_to_cart, checkout, purchase, abandon) carry the `d
 price shown; purchases also send order lines. Both go to Kafka through `streaming.producer`'s
 idempotent producer. Per decision the true expectations (P(add to cart), P(purchase), units, revenue
 and margin at the true unit cost) are written to `<truth>/live_decisions/<run_id>.parquet`, so the
-true lift of every variant is known exactly. Given market shocks (`simulator.shocks`), shoppers feel
-them as they happen: a demand shock scales the arrival rate of its category's views, a competitor
-shock the add-to-cart probability through the competitor price.
+true lift of every variant is known (P(purchase) approximately: below). A session that carted something
+then asks the API for its shipping charge and responds to it (`simulator.checkout`: it may grow the basket
+to free shipping, then buys or abandons the whole cart); that truth goes to
+`<truth>/live_shipping/<run_id>.parquet`. A price decision's P(purchase) is P(add to cart) times its
+session's expected P(checkout) (for a session that carted nothing, the run's mean so far). Given market
+shocks (`simulator.shocks`), shoppers feel them as they happen: a demand shock scales the arrival rate of
+its category's views, a competitor shock the add-to-cart probability through the competitor price.
 
     python -m simulator.shoppers --minutes 3 --sessions-per-s 5
     python -m simulator.shoppers --minutes 3 --shocks .state/truth/shocks.parquet   # the live market's shocks
@@ -19,6 +23,7 @@ shock the add-to-cart probability through the competitor price.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -35,10 +40,12 @@ from confluent_kafka import KafkaError
 
 from lakehouse.kafka import ensure_topics, failed_to, kafka_producer, send
 from lakehouse.log import configure_logging
+from lakehouse.reference import CARRIERS
 from lakehouse.settings import get_settings
 from lakehouse.streams import SHOPPER_STREAMS
 from serving.gateway import API_KEY_HEADER, initial_key_file
 from simulator import truth as sim_truth
+from simulator.checkout import SHIPPING_TRUTH_COLUMNS, Checkout, ShippingApi, check_out
 from simulator.events import CARRIER_NAMES, DEVICE_P, DEVICES, REFERRER_P, REFERRERS, SERVICE_NAMES, _shipments
 from simulator.shocks import MarketState, Shock, market_state, read_shocks
 from simulator.world import SEGMENT_SESSION_WEIGHT, World
@@ -133,10 +140,12 @@ class Session:
     transactions: list[dict] = field(default_factory=list)
     truth: list[dict] = field(default_factory=list)
     unpriced: int = 0  # views of SKUs the API could not price (404): the shopper moved on
+    checkout: Checkout | None = None  # the shipping quotes and the response to them, when asked
 
 
 def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=lambda: datetime.now(UTC),
-         market: MarketState | None = None) -> Session:
+         market: MarketState | None = None, shipping: ShippingApi | None = None,
+         p_checkout_guess: float | None = None) -> Session:
     """One session: a known customer views SKUs priced by the API and behaves by the truth; under a
     shocked `market`, SKUs are viewed in proportion to their shocked traffic and bought against the
     shocked competitor prices.
@@ -160,6 +169,22 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
     sku, decisions = sku[priced], [a for a in answers if a is not None]
     price = np.array([d.price_usd for d in decisions])
     outcome = behave(world, day, sku, price, rng, None if market is None else market.competitor_min_usd)
+    checkout = None
+    if shipping is not None and outcome.added.any():
+        carted = np.flatnonzero(outcome.added)
+        checkout = check_out(world, day, shipping, rng, customer, customer_id, session_id, sku[carted], price[carted])
+    if checkout is not None:  # the whole cart is bought or abandoned, in the quantities after any top-up
+        quantity = np.zeros(len(sku), dtype=np.int64)
+        quantity[carted] = checkout.quantity
+        outcome = dataclasses.replace(outcome, purchased=outcome.added & checkout.bought,
+                                      quantity=np.where(checkout.bought, quantity, 0))
+        session.checkout = checkout
+    if shipping is not None:
+        # P(purchase) of each price decision: carted, then checked out at this session's expected charge (or,
+        # for a session that carted nothing, the run's mean so far: an approximation, docs/simulator.md).
+        p_checkout = checkout.truth["p_checkout"] if checkout is not None else p_checkout_guess
+        if p_checkout is not None:
+            outcome = dataclasses.replace(outcome, p_purchase=outcome.p_add_to_cart * p_checkout)
     order_id = f"ORD-LIVE-{uuid.uuid4().hex[:12]}" if outcome.purchased.any() else None
 
     def event(i: int, event_type: str, page: str, order: str | None = None) -> None:
@@ -181,7 +206,7 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
         event(i, "abandon", "cart")
     if order_id is not None:
         session.transactions = _order_lines(world, day, rng, customer, customer_id, session_id, order_id,
-                                            sku[bought], price[bought], outcome.quantity[bought], now())
+                                            sku[bought], price[bought], outcome.quantity[bought], now(), checkout)
     units = outcome.expected_units(world.params.extra_quantity_mean)
     for i, d in enumerate(decisions):
         session.truth.append({
@@ -196,14 +221,18 @@ def shop(world: World, day: int, api: PriceApi, rng: np.random.Generator, now=la
 
 def _order_lines(world: World, day: int, rng: np.random.Generator, customer: int, customer_id: str,
                  session_id: str, order_id: str, sku: np.ndarray, price: np.ndarray, quantity: np.ndarray,
-                 when: datetime) -> list[dict]:
+                 when: datetime, checkout: Checkout | None = None) -> list[dict]:
     """The order's lines (`sku`, `price` and `quantity` aligned) at the prices the API showed, in USD,
-    shipped by the simulator's carrier model. Grain: one row per order line."""
+    shipped by the simulator's carrier model, or as `checkout` quoted it (carrier, charge; standard service).
+    Grain: one row per order line."""
     catalogue_price = np.zeros(world.n_skus)
     catalogue_price[sku] = price
     lines = {"order": np.zeros(len(sku), dtype=np.int64), "sku": sku, "quantity": quantity}
     ship = _shipments(world, world.state_day(day), rng, lines, catalogue_price, np.array([order_id]),
                       np.array([customer]))
+    if checkout is not None:
+        ship = {**ship, "carrier": [CARRIERS.index(checkout.carrier)], "service": [0],
+                "shipping_charged_usd": [checkout.charge_usd], "actual_cost": [checkout.actual_cost_usd]}
     return [{
         "event_id": str(uuid.uuid4()), "order_id": order_id, "line_number": n + 1, "customer_id": customer_id,
         "sku": str(world.sku_id[s]), "quantity": int(q), "unit_price_paid": float(p), "currency": "USD",
@@ -226,10 +255,16 @@ class ShoppersRun:
     order_lines: int
     truth_path: Path
     event_ids: tuple[str, ...]  # every clickstream event and order line sent
+    shipping_decision_ids: tuple[str, ...] = ()  # every shipping quote the shoppers asked for
+    shipping_truth_path: Path | None = None  # one row per carting session that got a quote (simulator.checkout)
 
 
 def live_truth_dir(settings) -> Path:
     return settings.truth_dir / "live_decisions"
+
+
+def live_shipping_truth_dir(settings) -> Path:
+    return settings.truth_dir / "live_shipping"
 
 
 def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: int | None = None,
@@ -252,10 +287,14 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
     topics = {name: s.topic(settings) for name, s in SHOPPER_STREAMS.items()}
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     truth_path = live_truth_dir(settings) / f"{run_id}.parquet"
+    shipping_truth_path = live_shipping_truth_dir(settings) / f"{run_id}.parquet"
+    shipping_ids: list[str] = []
     producer = kafka_producer(settings.kafka_bootstrap_servers)
     failures: list[KafkaError] = []
     on_delivery = failed_to(failures)
     truth: list[dict] = []
+    shipping_truth: list[dict] = []
+    shipping_api = ShippingApi(api.client)
     event_ids: list[str] = []
     counts = {"sessions": 0, "events": 0, "order_lines": 0, "unpriced_views": 0}
     base_views = world.expected_views(world.state_day(day))
@@ -269,7 +308,11 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
             if shocks:
                 market = market_state(world, shocks, datetime.now(UTC), day)
                 rate = float((base_views * market.traffic).sum() / base_views.sum())
-            session = shop(world, day, api, rng, market=market)
+            guess = float(np.mean([t["p_checkout"] for t in shipping_truth])) if shipping_truth else None
+            session = shop(world, day, api, rng, market=market, shipping=shipping_api, p_checkout_guess=guess)
+            if session.checkout is not None:
+                shipping_truth.append(session.checkout.truth)
+                shipping_ids += [q.decision_id for q in session.checkout.quotes]
             for source, rows, key in (("clickstream", session.clickstream, "session_id"),
                                       ("transactions", session.transactions, "order_id")):
                 for row in rows:
@@ -294,11 +337,16 @@ def run(settings, duration_s: float, sessions_per_s: float = 5.0, max_sessions: 
         if truth:
             truth_path.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(truth, columns=list(TRUTH_COLUMNS)).to_parquet(truth_path, index=False)
+        if shipping_truth:
+            shipping_truth_path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(shipping_truth, columns=list(SHIPPING_TRUTH_COLUMNS)).to_parquet(shipping_truth_path,
+                                                                                        index=False)
     if failures:
         raise ProduceError(f"{len(failures)} shopper messages not acknowledged: {failures[0]!r}")
     result = ShoppersRun(run_id, counts["sessions"], len(truth), counts["events"], counts["order_lines"], truth_path,
-                         tuple(event_ids))
-    log.info("shoppers done", extra={**counts, "decisions": len(truth), "truth": str(truth_path),
+                         tuple(event_ids), tuple(shipping_ids), shipping_truth_path if shipping_truth else None)
+    log.info("shoppers done", extra={**counts, "decisions": len(truth), "shipping_decisions": len(shipping_ids),
+                                     "truth": str(truth_path),
                                      "seconds": round(time.monotonic() - started, 1)})
     return result
 
@@ -332,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                  PriceApi(api_client(settings, args.api_url)), args.seed,
                  read_shocks(args.shocks) if args.shocks else ())
     print(json.dumps({"run_id": result.run_id, "sessions": result.sessions, "decisions": result.decisions,
-                      "events": result.events, "order_lines": result.order_lines, "truth": str(result.truth_path)}))
+                      "shipping_decisions": len(result.shipping_decision_ids), "events": result.events,
+                      "order_lines": result.order_lines, "truth": str(result.truth_path),
+                      "shipping_truth": str(result.shipping_truth_path)}))
     return 0
 
 

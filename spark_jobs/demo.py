@@ -6,7 +6,9 @@ the live market streams competitor prices with the scripted shocks (`simulator.s
 cut and raise, a demand surge and slump), which the shoppers feel too. Their events stream back through Kafka
 into the bronze stream tables, silver is promoted, the readout and a monitoring run follow, and a table shows
 each metric's measured lift [95% CI] next to the simulator's true lift, the sample-ratio verdict, the MLflow
-run and the status page.
+run and the status page. The shoppers also ask for their shipping charge at checkout (the shipping
+experiment of serving/experiments.yaml, e.g. free shipping from 50 against 75 USD): its readout follows, its
+measured lifts next to the true ones.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from lakehouse.settings import Settings, get_settings
 from lakehouse.spark import get_spark
 from lakehouse.tables import table
 from readout.frames import true_lifts, true_values
-from serving.experiments import Experiment
+from readout.shipping import true_shipping_values
+from serving.experiments import Experiment, Experiments
 from simulator import market, shoppers
 from simulator import truth as sim_truth
+from simulator.checkout import QuoteError
 from simulator.shocks import scripted_shocks
 from spark_jobs import readout, silver
 from spark_jobs.monitor import run_monitor
@@ -112,6 +116,12 @@ def wait_for_streaming(settings: Settings, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+def shipping_experiment(settings: Settings) -> Experiment | None:
+    """The enabled shipping experiment of the experiments file, read out by the demo too (None: none)."""
+    config = Experiments(settings.api_experiments_file).config
+    return next((e for e in config.experiments if e.endpoint == "shipping" and e.enabled), None)
+
+
 def api_url(settings: Settings) -> str:
     return f"http://{settings.api_host}:{settings.api_port}"
 
@@ -131,7 +141,8 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
                            f"{observed.messages} competitor prices")
     truth = pd.read_parquet(shopped.truth_path)
     with stage(log, "landing") as done:
-        landed_at = wait_until_landed(spark, settings, shopped.event_ids, truth["decision_id"].tolist(),
+        landed_at = wait_until_landed(spark, settings, shopped.event_ids,
+                                      truth["decision_id"].tolist() + list(shopped.shipping_decision_ids),
                                       landing_timeout_s)
         done["summary"] = "every event and decision is in the bronze stream tables"
     with stage(log, "silver") as done:
@@ -145,6 +156,20 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
     control = result.control
     ours = truth[truth["experiment"] == experiment.name].assign(visitor_id=lambda t: t[experiment.unit])
     lifts = true_lifts(true_values(ours), control).set_index(["metric", "variant"])["true_lift"].to_dict()
+    shipping = shipping_experiment(settings)
+    shipping_report = []
+    if shipping is not None and shopped.shipping_truth_path is not None:
+        with stage(log, "shipping readout") as done:
+            shipped = readout.run(spark, settings, shipping.name, since=started)
+            done["summary"] = f"experiment {shipping.name}, control {shipped.control}"
+        sessions = pd.read_parquet(shopped.shipping_truth_path)
+        sessions = sessions[sessions["experiment"] == shipping.name].assign(visitor_id=lambda t: t[shipping.unit])
+        shipping_lifts = true_lifts(true_shipping_values(sessions), shipped.control).set_index(
+            ["metric", "variant"])["true_lift"].to_dict()
+        shipping_report = [f"Shipping: {len(shopped.shipping_decision_ids)} shipping decisions in {len(sessions)} "
+                           f"carting sessions; experiment {shipping.name} (control {shipped.control})",
+                           readout.format_readout(shipped.rows, shipping_lifts),
+                           f"MLflow run:  {shipped.mlflow_run_url}"]
     # A monitoring run, so that the status page shows this readout (and the API's latency under the shoppers).
     with stage(log, "monitor") as done:
         monitored = run_monitor(spark, settings)
@@ -157,6 +182,7 @@ def run_demo(spark: SparkSession, settings: Settings, experiment: Experiment, mi
                     if s.start < observed.end),
         readout.format_readout(result.rows, lifts),
         f"MLflow run:  {result.mlflow_run_url}",
+        *shipping_report,
         f"Status page: {api_url(settings)}/status ({monitored.summary()})",
     ])
     return report
@@ -172,7 +198,7 @@ def main(args) -> int:
             wait_for_streaming(settings, settings.health_timeout_s)
             done["summary"] = "the streaming driver is up"
         report = run_demo(get_spark("demo", settings), settings, experiment, args.minutes, args.sessions_per_s)
-    except (DemoError, readout.ReadoutError, shoppers.ShopperError, ProduceError):
+    except (DemoError, readout.ReadoutError, shoppers.ShopperError, QuoteError, ProduceError):
         return 1  # its stage's line said why
     print(report)
     return 0

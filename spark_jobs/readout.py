@@ -1,5 +1,8 @@
 """The experiment readout job (`lakehouse readout --experiment NAME`; docs/experiments.md).
 
+A pricing experiment reads out as below; a shipping one over the visitors quoted a shipping charge
+(`shipping_visitor_outcomes`, `readout.shipping`'s metrics: conversion, order value, shipping margin, abandonment).
+
 1. `visitor_outcomes`: the experiment's pricing decisions (silver.decisions) joined with the behaviour
    events that name them (silver.clickstream, on decision_id), purchases' order lines (silver.transactions,
    on order_id and sku) for revenue, and the supplier cost as of the decision's date (silver.suppliers)
@@ -31,7 +34,8 @@ from lakehouse.schemas.readout import EXPERIMENT_READOUT
 from lakehouse.settings import Settings, get_settings
 from lakehouse.spark import get_spark
 from lakehouse.tables import table
-from readout.frames import METRICS, VISITOR_COLUMNS, readout_rows
+from readout.frames import VISITOR_COLUMNS, readout_rows
+from readout.shipping import SHIPPING_METRICS, SHIPPING_VISITOR_COLUMNS
 from serving.experiments import Experiment, Experiments
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,34 @@ def visitor_outcomes(outcomes: DataFrame) -> DataFrame:
         F.sum("margin_usd").alias("margin_usd")).select(*VISITOR_COLUMNS)
 
 
+def shipping_visitor_outcomes(decisions: DataFrame, clickstream: DataFrame, transactions: DataFrame,
+                              experiment: str, unit: str) -> DataFrame:
+    """What the visitors quoted a shipping charge by `experiment` did in those sessions.
+
+    A quoted session bought when a purchase event names it, abandoned when an abandon event does; its orders'
+    revenue is their lines' quantity x USD price paid, their shipping margin the shipping charged (USD, once per
+    order) minus the carrier's invoice. Grain: one row per variant and visitor
+    (`readout.shipping.SHIPPING_VISITOR_COLUMNS`)."""
+    quoted = (decisions.where((F.col("endpoint") == "shipping") & (F.col("experiment") == experiment)
+                              & F.col(unit).isNotNull() & F.col("session_id").isNotNull())
+              .select("variant", F.col(unit).alias("visitor_id"), "session_id").distinct())
+    behaviour = clickstream.groupBy("session_id").agg(
+        F.max(F.col("event_type") == "purchase").alias("purchased"),
+        F.max(F.col("event_type") == "abandon").alias("abandoned"))
+    orders = transactions.groupBy("session_id", "order_id").agg(
+        F.sum(F.col("quantity") * F.col("unit_price_paid_usd")).alias("revenue_usd"),
+        (F.first("shipping_charged_usd") - F.first("actual_shipping_cost_usd")).alias("shipping_margin_usd"))
+    per_session = orders.groupBy("session_id").agg(F.sum("revenue_usd").alias("revenue_usd"),
+                                                   F.sum("shipping_margin_usd").alias("shipping_margin_usd"))
+    joined = quoted.join(behaviour, "session_id", "left").join(per_session, "session_id", "left")
+    return joined.groupBy("variant", "visitor_id").agg(
+        F.coalesce(F.max("purchased"), F.lit(False)).alias("purchased"),
+        F.coalesce(F.max("abandoned"), F.lit(False)).alias("abandoned"),
+        F.coalesce(F.sum("revenue_usd"), F.lit(0.0)).alias("revenue_usd"),
+        F.coalesce(F.sum("shipping_margin_usd"), F.lit(0.0)).alias("shipping_margin_usd"),
+    ).select(*SHIPPING_VISITOR_COLUMNS)
+
+
 def _silver(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
     location = table(name).location(settings)
     if not delta_exists(spark, location):
@@ -127,6 +159,8 @@ def run(spark: SparkSession, settings: Settings, experiment_name: str, log_to_ml
     experiment = experiment_config(settings, experiment_name)
     control = control_variant(experiment)
     readout_id, now = readout_id or uuid.uuid4().hex, now or datetime.now(UTC).replace(tzinfo=None)
+    if experiment.endpoint == "shipping":
+        return _shipping_run(spark, settings, experiment, control, log_to_mlflow, readout_id, now, since)
     decisions, clickstream, transactions, suppliers = (_silver(spark, settings, f"silver.{name}") for name in (
         "decisions", "clickstream", "transactions", "suppliers"))
     if since is not None:
@@ -157,6 +191,29 @@ def run(spark: SparkSession, settings: Settings, experiment_name: str, log_to_ml
     return result
 
 
+def _shipping_run(spark: SparkSession, settings: Settings, experiment: Experiment, control: str, log_to_mlflow: bool,
+                  readout_id: str, now: datetime, since: datetime | None) -> ReadoutResult:
+    """`run` for a shipping experiment: the visitors quoted a charge, `readout.shipping`'s metrics."""
+    decisions, clickstream, transactions = (_silver(spark, settings, f"silver.{name}") for name in (
+        "decisions", "clickstream", "transactions"))
+    if since is not None:
+        decisions = decisions.where(F.col("event_time") >= F.lit(since.astimezone(UTC).replace(tzinfo=None)))
+    visitors = shipping_visitor_outcomes(decisions, clickstream, transactions, experiment.name,
+                                         experiment.unit).toPandas()
+    if visitors.empty:
+        raise ReadoutError(f"silver.decisions has no shipping decisions of {experiment.name!r} with a "
+                           f"{experiment.unit} and a session_id")
+    rows = readout_rows(visitors, experiment.name, control, {v.name: v.weight for v in experiment.variants},
+                        readout_id, now, SHIPPING_METRICS)
+    delta.append_rows(spark, delta.records(rows, EXPERIMENT_READOUT), EXPERIMENT_READOUT, table(READOUT_TABLE),
+                      settings)
+    url = log_run(settings, rows, control) if log_to_mlflow else None
+    log.info("readout written", extra={"readout_id": readout_id, "experiment": experiment.name,
+                                       "visitors": int(len(visitors)),
+                                       "srm_p_value": float(rows["srm_p_value"].iloc[0]), "mlflow_run": url})
+    return ReadoutResult(readout_id, experiment.name, control, rows, 0, 0, url)
+
+
 def plot_readout(rows: pd.DataFrame, control: str, folder: Path) -> list[Path]:
     """Two PNGs: each metric's value per variant, and each metric's lift against `control` with its 95% interval."""
     import matplotlib
@@ -165,9 +222,10 @@ def plot_readout(rows: pd.DataFrame, control: str, folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     experiment = rows["experiment"].iloc[0]
-    values = rows.pivot(index="metric", columns="variant", values="value").reindex(list(METRICS))
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.2))
-    for ax, metric in zip(axes, METRICS, strict=True):
+    metrics = list(dict.fromkeys(rows["metric"]))
+    values = rows.pivot(index="metric", columns="variant", values="value").reindex(metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2))
+    for ax, metric in zip(axes, metrics, strict=True):
         ax.bar(values.columns, values.loc[metric], color=["#888" if v == control else "#1f77b4" for v in values])
         ax.set_title(metric.replace("_", " "), fontsize=9)
         ax.tick_params(labelsize=8)

@@ -240,7 +240,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     # A decision is about a customer or a session, one product or none (shipping), a price or an
     # estimate; rule-based answers name no model; requests outside experiments have no variant.
     "decisions": ("customer_id", "session_id", "experiment", "variant", "model_name", "model_version", "sku",
-                  "price_usd", "estimate_usd"),
+                  "price_usd", "estimate_usd", "charge_usd", "policy_version"),
 }
 
 

@@ -31,4 +31,6 @@ DECISION_FIELDS: dict[str, str] = {
     "live_features_as_of": "string",  # pricing, live variant: the as-of of the live features used, ISO-8601 UTC
     "reason_code": "string",  # pricing, live variant: COMPETITOR_MOVE | DEMAND_SURGE | DEMAND_SLUMP; null: daily price
     "propensity": "double",  # pricing: the probability the strategy had of choosing this price (1: deterministic)
+    "charge_usd": "double",  # shipping: what the shopper pays for the recommended option (the shipping policy's)
+    "policy_version": "string",  # shipping: the shipping policy's version that decided charge_usd
 }

@@ -32,7 +32,8 @@ def test_a_record_has_every_declared_field_a_fresh_id_and_the_time():
         "endpoint": "pricing", "customer_id": None, "session_id": None, "experiment": None, "variant": None,
         "strategy": None, "model_name": None, "model_version": None, "sku": "SKU-000001", "request": None,
         "response": None, "price_usd": 19.99, "estimate_usd": None, "guardrails": ["min_margin"], "fallback": False,
-        "latency_ms": None, "live_features_as_of": None, "reason_code": None, "propensity": None}
+        "latency_ms": None, "live_features_as_of": None, "reason_code": None, "propensity": None,
+        "charge_usd": None, "policy_version": None}
     assert decision_record(decision_id="d-1")["decision_id"] == "d-1"
     with pytest.raises(TypeError, match="unexpected keyword argument 'price'"):
         decision_record(price=1.0)

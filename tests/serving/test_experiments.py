@@ -33,7 +33,7 @@ def config(*experiments: dict):
 
 
 def test_the_default_file_runs_model_live_and_bandit_against_the_rules_in_quarters():
-    [pricing] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
+    [pricing, _] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
                        ["experiments"]).experiments
     assert (pricing.name, pricing.endpoint, pricing.enabled, pricing.unit) == (
         "pricing_model_vs_rules", "pricing", True, "customer_id")
@@ -41,6 +41,41 @@ def test_the_default_file_runs_model_live_and_bandit_against_the_rules_in_quarte
         ("model", 25, "model", "champion"), ("live", 25, "live", "champion"), ("bandit", 25, "bandit", "champion"),
         ("rule_based", 25, "rule_based", None)]
     assert pricing.default.name == "model"
+
+
+def test_the_default_file_tests_free_shipping_from_50_against_75_per_customer():
+    [_, shipping] = config(*yaml.safe_load((REPO_ROOT / "serving" / "experiments.yaml").read_text())
+                           ["experiments"]).experiments
+    assert (shipping.name, shipping.endpoint, shipping.enabled, shipping.unit, shipping.default.name) == (
+        "free_shipping_50_vs_75", "shipping", True, "customer_id", "free_from_75")
+    assert [(v.name, v.weight, v.strategy, v.free_shipping_threshold_usd) for v in shipping.variants] == [
+        ("free_from_75", 50, "model", None), ("free_from_50", 50, "model", 50.0)]
+
+
+def test_a_shipping_experiment_splits_customers_stickily_and_hands_over_its_threshold():
+    [e] = config(experiment(name="ship_test", endpoint="shipping", variants=[
+        {"name": "from_75", "weight": 50, "strategy": "model", "model_alias": "champion"},
+        {"name": "from_50", "weight": 50, "strategy": "model", "model_alias": "champion",
+         "free_shipping_threshold_usd": 50}])).experiments
+    customers = [f"C-{i:07d}" for i in range(4000)]
+    first = [assign(e, Subject(customer_id=c)) for c in customers]
+    # Sticky: the same customer in another session gets the same variant (and threshold).
+    assert first == [assign(e, Subject(customer_id=c, session_id=f"S-{n}")) for n, c in enumerate(customers)]
+    counts = Counter(a.variant for a in first)
+    assert abs(counts["from_50"] - 2000) < 3 * (4000 * 0.25) ** 0.5  # within 3 sigma of an even split
+    assert {a.variant: a.free_shipping_threshold_usd for a in first} == {"from_75": None, "from_50": 50.0}
+    assert all((a.bucket < 5000) == (a.variant == "from_75") for a in first)
+
+
+def test_only_a_shipping_experiment_may_move_the_free_shipping_threshold():
+    variants = [{"name": "a", "weight": 100, "strategy": "model", "model_alias": "champion",
+                 "free_shipping_threshold_usd": 50}]
+    with pytest.raises(ExperimentConfigError, match=r"variants \['a'\] set free_shipping_threshold_usd, which only "
+                                                    r"a shipping experiment takes"):
+        config(experiment(variants=variants))
+    with pytest.raises(ExperimentConfigError,
+                       match=r"free_shipping_threshold_usd: Input should be greater than or equal to 0"):
+        config(experiment(endpoint="shipping", variants=[{**variants[0], "free_shipping_threshold_usd": -1}]))
 
 
 def test_bucket_is_a_fixed_function_of_experiment_salt_and_unit():

@@ -1,5 +1,7 @@
 """The /v1 endpoints on a simulated lake with models registered in the real MLflow server."""
 
+import json
+import math
 import time
 
 import mlflow
@@ -13,12 +15,15 @@ from mlflow import MlflowClient
 
 from lakehouse.delta import read_delta
 from lakehouse.settings import Settings
+from lakehouse.streams import DECISION_LOG
 from lakehouse.tables import table
 from pricing.guardrails import DEFAULT_GUARDRAILS as RAILS
+from pricing.shipping_policy import SHIPPING_POLICY
 from serving.app import create_app
 from serving.experiments import Subject
 from serving.gateway import initial_key_file
 from serving.pricebook import feature_frame
+from tests.support import consume
 from training import registry
 from training.demand import INPUT_COLUMNS
 
@@ -133,6 +138,49 @@ def test_shipping_estimate_lists_every_carrier_cheapest_first(api, scored):
     assert unknown_zip.status_code == 422 and "zone chart" in unknown_zip.json()["detail"]
     unknown_sku = client.post("/v1/shipping/estimate", json={"items": [{"sku": "SKU-999999"}], "postal_code": "02139"})
     assert unknown_sku.status_code == 422 and "SKU-999999" in unknown_sku.json()["detail"]
+
+
+def shipping_customer_in(app, variant: str) -> str:
+    """A customer id the shipping experiment assigns to `variant`."""
+    return next(c for c in (f"C-{i:07d}" for i in range(1000))
+                if app.state.serving.experiments.assign("shipping", Subject(customer_id=c)).variant == variant)
+
+
+def test_the_shoppers_charge_follows_the_policy_and_the_variants_free_shipping_threshold(api, scored, lake):
+    app, client = api
+
+    def quote(customer: str, subtotal: float | None) -> dict:
+        answer = client.post("/v1/shipping/estimate", json={
+            "items": [{"sku": scored.index[0], "quantity": 2}], "postal_code": "02139", "service_level": "standard",
+            "subtotal_usd": subtotal, "customer": {"customer_id": customer}})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    version = SHIPPING_POLICY.version
+    answers = []
+    for variant, threshold, policy_version in (("free_from_75", 75.0, version),
+                                               ("free_from_50", 50.0, f"{version}+free_from_50")):
+        customer = shipping_customer_in(app, variant)
+        below, at, unknown = quote(customer, threshold - 0.01), quote(customer, threshold), quote(customer, None)
+        answers += [below, at]
+        for answer in (below, at, unknown):
+            assert (answer["experiment"], answer["variant"], answer["shipping_policy_version"],
+                    answer["free_shipping_threshold_usd"], answer["free_shipping_levels"]) == (
+                "free_shipping_50_vs_75", variant, policy_version, threshold, ["standard"])
+        # Below the threshold (or with no subtotal): estimate + 10% + the zone's surcharge, up to 0.50 USD.
+        surcharge = SHIPPING_POLICY.zone_surcharge_usd.get(below["delivery_zone"], 0.0)
+        for option in below["options"] + unknown["options"]:
+            assert option["charge_usd"] == math.ceil(round((option["estimate_usd"] * 1.1 + surcharge) / 0.5, 6)) * 0.5
+        assert [o["charge_usd"] for o in at["options"]] == [0.0, 0.0, 0.0]
+        assert at["recommended"] == at["options"][0] and at["subtotal_usd"] == threshold
+    # Every answer's charge goes to the decision log with the policy's version.
+    wanted = {a["decision_id"]: a for a in answers}
+    logged = {m.key().decode(): json.loads(m.value()) for m in consume(
+        lake.kafka_bootstrap_servers, [DECISION_LOG.topic(lake)], 100_000, timeout_s=15)}
+    assert {i: (logged[i]["endpoint"], logged[i]["variant"], logged[i]["estimate_usd"], logged[i]["charge_usd"],
+                logged[i]["policy_version"]) for i in wanted} == {
+        i: ("shipping", a["variant"], a["recommended"]["estimate_usd"], a["recommended"]["charge_usd"],
+            a["shipping_policy_version"]) for i, a in wanted.items()}
 
 
 def test_price_curve_slopes_down(api, scored):

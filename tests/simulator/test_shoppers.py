@@ -28,13 +28,25 @@ def world() -> World:
 
 
 def fake_api(price: float, requests: list) -> PriceApi:
-    """An API that prices every SKU at `price` and numbers its decisions d-0, d-1, ..."""
+    """An API that prices every SKU at `price` and numbers its decisions d-0, d-1, ...; shipping quotes
+    (not counted in `requests`) cost 6 USD below 75 USD, nothing from it."""
     def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/shipping/estimate":
+            return httpx.Response(200, json=fake_quote(json.loads(request.content)))
         requests.append(json.loads(request.content))
         return httpx.Response(200, json={"decision_id": f"d-{len(requests) - 1}", "price_usd": price,
                                          "experiment": "pricing_model_vs_rules",
                                          "variant": "model" if price < 50 else "rule_based"})
     return PriceApi(httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)))
+
+
+def fake_quote(body: dict, threshold: float = 75.0, charge: float = 6.0) -> dict:
+    free = body["subtotal_usd"] >= threshold
+    best = {"carrier": "northpost", "service_level": "standard", "estimate_usd": 5.0,
+            "charge_usd": 0.0 if free else charge}
+    return {"decision_id": f"q-{body['customer']['session_id']}-{body['subtotal_usd']}",
+            "experiment": "free_shipping_50_vs_75", "variant": "free_from_75", "recommended": best,
+            "options": [best], "free_shipping_threshold_usd": threshold}
 
 
 def test_shoppers_add_to_cart_and_buy_with_the_true_probabilities(world):
@@ -230,3 +242,14 @@ def test_live_shoppers_on_the_real_api_reach_kafka_with_their_decision_ids(simul
     shown = set(zip(truth["decision_id"], truth["price_usd"], strict=True))
     assert {(v["decision_id"], v["price_shown"]) for v in views} == shown
     assert len(lines) == result.order_lines
+    # Carting sessions asked the real API for their shipping charge: the truth names those quotes, and every
+    # order line carries the charge its session was quoted last.
+    carting = {e["session_id"] for e in events if e["event_type"] == "add_to_cart"}
+    quotes = pd.read_parquet(result.shipping_truth_path)
+    # (a basket the API cannot quote, 422 for a SKU without measures, checks out unquoted)
+    assert set(quotes["session_id"]) <= carting and len(result.shipping_decision_ids) >= len(quotes) > 0
+    assert set(quotes["decision_id"]) <= set(result.shipping_decision_ids)
+    assert quotes["experiment"].eq("free_shipping_50_vs_75").all()
+    assert set(quotes["variant"]) <= {"free_from_75", "free_from_50"}
+    assert ((quotes["charge_usd"] == 0) == (quotes["subtotal_usd"] >= quotes["free_shipping_threshold_usd"])).all()
+    assert all(line["shipping_charged"] >= 0 and line["service_level"] == "standard" for line in lines)

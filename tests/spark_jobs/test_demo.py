@@ -80,3 +80,21 @@ def test_the_demo_waits_for_the_streaming_driver_make_up_left_starting(tmp_path)
     heartbeat_file(lake).parent.mkdir(parents=True)
     heartbeat_file(lake).write_text("{}")
     demo.wait_for_streaming(lake, timeout_s=0)  # a fresh heartbeat: returns at once
+
+
+def test_the_demo_also_reads_out_the_repositorys_shipping_experiment_against_its_policy_threshold():
+    shipping = demo.shipping_experiment(Settings())
+    assert (shipping.name, shipping.endpoint, readout.control_variant(shipping)) == (
+        "free_shipping_50_vs_75", "shipping", "free_from_75")
+    assert {v.name: v.free_shipping_threshold_usd for v in shipping.variants} == {
+        "free_from_75": None, "free_from_50": 50.0}
+
+
+def test_without_an_enabled_shipping_experiment_the_demo_reads_out_prices_only(tmp_path):
+    (tmp_path / "experiments.yaml").write_text("""
+experiments:
+  - {name: ship, endpoint: shipping, enabled: false, unit: customer_id,
+     variants: [{name: a, weight: 100, strategy: model, model_alias: champion}]}
+""")
+    assert demo.shipping_experiment(Settings(state_dir=tmp_path, api_experiments_file=tmp_path / "experiments.yaml")) \
+        is None

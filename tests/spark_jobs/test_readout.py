@@ -175,3 +175,51 @@ def test_the_readout_is_logged_to_mlflow_with_its_plots(settings, tmp_path):
     assert "revenue_per_visitor.rule_based.lift" not in run.data.metrics  # the control has no lift
     artifacts = sorted(a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots"))
     assert artifacts == ["plots/lift_intervals.png", "plots/metric_values.png"]
+
+
+def silver_frame(spark, name: str, rows: list[dict]):
+    schema = SOURCES[name].silver
+    return spark.createDataFrame([Row(**{f.name: row.get(f.name) for f in schema.fields}) for row in rows], schema)
+
+
+def test_shipping_visitors_are_those_quoted_with_what_their_quoted_sessions_did(spark):
+    ship = "free_shipping_50_vs_75"
+
+    def quote(decision_id, customer, session, variant, experiment=ship, endpoint="shipping"):
+        return {"decision_id": decision_id, "endpoint": endpoint, "customer_id": customer, "session_id": session,
+                "experiment": experiment, "variant": variant, "event_date": DAY}
+
+    def click(session, event_type, order_id=None):
+        return {"event_id": f"{session}-{event_type}", "session_id": session, "event_type": event_type,
+                "order_id": order_id}
+
+    def line(order, session, n, quantity, price, charged, invoice):
+        return {"event_id": f"{order}-{n}", "order_id": order, "session_id": session, "line_number": n,
+                "quantity": quantity, "unit_price_paid_usd": price, "shipping_charged_usd": charged,
+                "actual_shipping_cost_usd": invoice}
+
+    decisions = silver_frame(spark, "decisions", [
+        quote("q1", "C1", "S1", "free_from_75"), quote("q1b", "C1", "S1", "free_from_75"),  # grew the basket
+        quote("q2", "C2", "S2", "free_from_75"),
+        quote("q3", "C3", "S3", "free_from_50"), quote("q4", "C3", "S4", "free_from_50"),  # two sessions
+        quote("q5", "C4", "S5", "x", experiment="other"),  # another experiment
+        quote("p6", "C5", "S6", "model", experiment="pricing_model_vs_rules", endpoint="pricing"),  # a price
+        quote("q7", None, "S8", "free_from_50"),  # no customer id: not a visitor
+    ])
+    clickstream = silver_frame(spark, "clickstream", [
+        click("S1", "add_to_cart"), click("S1", "checkout", "O1"), click("S1", "purchase", "O1"),
+        click("S2", "add_to_cart"), click("S2", "abandon"),
+        click("S3", "abandon"), click("S4", "purchase", "O2"),
+        click("S6", "purchase", "O3"), click("S8", "purchase", "O4"),
+    ])
+    transactions = silver_frame(spark, "transactions", [
+        line("O1", "S1", 1, 2, 10.0, 6.0, 5.2), line("O1", "S1", 2, 1, 5.0, 6.0, 5.2),  # charge once per order
+        line("O2", "S4", 1, 1, 60.0, 0.0, 5.5), line("O3", "S6", 1, 1, 30.0, 4.0, 4.0),
+    ])
+    visitors = readout.shipping_visitor_outcomes(decisions, clickstream, transactions, ship, "customer_id")
+    assertDataFrameEqual(visitors, spark.createDataFrame([
+        ("free_from_75", "C1", True, False, 25.0, 0.8),
+        ("free_from_75", "C2", False, True, 0.0, 0.0),
+        ("free_from_50", "C3", True, True, 60.0, -5.5),
+    ], "variant string, visitor_id string, purchased boolean, abandoned boolean, revenue_usd double, "
+       "shipping_margin_usd double"), rtol=1e-9)
