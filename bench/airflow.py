@@ -39,7 +39,7 @@ from simulator.generate import generate
 
 log = logging.getLogger(__name__)
 
-MARKET = dict(seed=7, skus=150, days=40, scale=3.0)  # the tests' simulated lake
+MARKET = dict(seed=7, skus=150, days=24, scale=1.0)  # smaller than the tests' lake: 14 holdout days, 10 to train
 TARGET_RATIO = 1.3
 AIRFLOW_VENV = REPO_ROOT / ".cache" / "airflow-venv"
 DAGS = REPO_ROOT / "infra" / "airflow" / "dags"

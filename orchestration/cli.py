@@ -254,12 +254,12 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _on_driver(settings: Settings, steps: list[str], args: argparse.Namespace) -> int | None:
     """The run's exit code on the pipeline driver (started first with --driver start), or None when there is no
     driver for this lake: the caller runs the steps itself."""
-    from orchestration.driver import DriverUnavailable, driver_serves, start_driver, submit
+    from orchestration.driver import DriverUnavailable, driver_serves, submit
 
     if args.driver == "start" and not driver_serves(settings):
         try:
             with stage(log, "driver") as done:
-                start_driver(settings)
+                Stack(settings, only=["pipeline-driver"]).up()
                 done["summary"] = f"pipeline driver on {settings.pipeline_driver_url}"
         except StackError:
             pass  # its line said why; this process runs the steps

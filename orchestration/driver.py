@@ -98,13 +98,6 @@ def submit(settings: Settings, steps: list[str], retries: int | None = None) -> 
     return 1
 
 
-def start_driver(settings: Settings) -> None:
-    """Start the stack's `pipeline-driver` service and wait until it serves this lake (StackError if it cannot)."""
-    from orchestration.stack import Stack
-
-    Stack(settings, only=["pipeline-driver"]).up()
-
-
 class _Forward(logging.Handler):
     """Sends the records of one run to its client as JSON lines; a client gone stops the sending, not the run."""
 
