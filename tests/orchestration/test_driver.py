@@ -42,8 +42,11 @@ def _normalised(err: str) -> list[str]:
             for line in err.splitlines() if not re.match(r"warning: .*: DeprecationWarning: ", line)]
 
 
-def _run_id(err: str) -> str:
-    return re.search(r"run summary in \S+/([0-9a-f]{12})\.json", err).group(1)
+def _new_run(settings: Settings, known: set) -> str:
+    """The id of the one run summary written since `known` (and add it there)."""
+    [run] = set((settings.state_dir / "pipeline_runs").glob("*.json")) - known
+    known.add(run)
+    return run.stem
 
 
 @pytest.mark.parametrize(("name", "code"), [("ingest", 0), ("silver", 2), ("gold", 1)])
@@ -53,15 +56,16 @@ def test_a_step_on_the_driver_shows_the_lines_and_exits_with_the_code_of_a_run_i
     monkeypatch.setattr(lakehouse.spark, "get_spark", lambda *args: spark)  # the CLI imports it when it runs here
     driver_log = driver_lake.logs_dir / "pipeline-driver.log"
 
+    runs = set((driver_lake.state_dir / "pipeline_runs").glob("*.json"))
     assert cli.main(["pipeline", "--step", name, "--retries", "0", "--driver", "off"]) == code
-    here = capsys.readouterr()
+    here, here_run = capsys.readouterr(), _new_run(driver_lake, runs)
     assert cli.main(["pipeline", "--step", name, "--retries", "0"]) == code
-    there = capsys.readouterr()
+    there, there_run = capsys.readouterr(), _new_run(driver_lake, runs)
 
     assert (there.out, _normalised(there.err)) == (here.out, _normalised(here.err))
-    assert [line[:15] for line in _normalised(there.err)[-2:]] == [f"  1/1 {name:<10}", "      pipeline "]
-    assert _run_id(there.err) in driver_log.read_text()
-    assert _run_id(here.err) not in driver_log.read_text()
+    assert [line[:16] for line in _normalised(there.err)[-2:]] == [f"  1/1 {name:<10}", f"{'':>5} {'pipeline':<10}"]
+    assert there_run in driver_log.read_text()
+    assert here_run not in driver_log.read_text()
 
 
 def test_a_request_sent_while_another_runs_waits_for_it(driver_lake):
