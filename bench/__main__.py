@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "operational": "bench.operational",
     "regret": "bench.regret",
     "daily": "bench.daily",
+    "airflow": "bench.airflow",
 }
 
 

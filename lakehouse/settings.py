@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     sql_thrift_port: int = 10000
     spark_connect_port: int = 15002
     sql_endpoint_memory: str = "1g"
+    # The pipeline driver (orchestration.driver): one Spark driver kept warm that runs the steps sent to it, one at a
+    # time (the Airflow DAG's tasks, `lakehouse pipeline` when it is up); it exits after this many idle seconds (0:
+    # never), so that its memory is held only around a run.
+    pipeline_driver_host: str = "127.0.0.1"
+    pipeline_driver_port: int = 8790
+    pipeline_driver_idle_s: float = Field(1800.0, ge=0)
     # JupyterLab (`make notebook`); its token is in <state>/jupyter/token.
     jupyter_host: str = "127.0.0.1"
     jupyter_port: int = 8888
@@ -177,6 +183,10 @@ class Settings(BaseSettings):
     def spark_connect_url(self) -> str:
         """The SQL endpoint for `SparkSession.builder.remote(...)`."""
         return f"sc://{self.sql_host}:{self.spark_connect_port}"
+
+    @property
+    def pipeline_driver_url(self) -> str:
+        return f"http://{self.pipeline_driver_host}:{self.pipeline_driver_port}"
 
     @property
     def mlflow_host_port(self) -> tuple[str, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from lakehouse.log import configure_logging, shown, stage
 from lakehouse.settings import Settings, get_settings
 from orchestration.stack import Stack, StackError
-from orchestration.steps import RETRIES, STEP_ORDER, STEPS, step
+from orchestration.steps import RETRIES, STEP_ORDER, STEPS, select_steps, step
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _stack(args: argparse.Namespace) -> int:
         for row in rows:
             state = "healthy" if row["healthy"] else ("running, not healthy" if row["pid"] else
                                                       "stopped (on demand)" if row["on_demand"] else "stopped")
-            print(f"{row['service']:<10} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
+            print(f"{row['service']:<15} {state:<22} pid={row['pid'] or '-':<8} port={row['port'] or '-'}  "
                   f"log={row['log']}")
         # A service started on demand and not running is as it should be.
         return 0 if all(row["healthy"] or (row["on_demand"] and not row["pid"]) for row in rows) else 3
@@ -224,12 +224,11 @@ def _notebook(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from lakehouse.quality import QualityGateError
-    from lakehouse.spark import get_spark
-    from orchestration.runner import PipelineError, bootstrap, run_pipeline, select_steps
-
     settings = get_settings()
     if args.command == "bootstrap":
+        from lakehouse.spark import get_spark
+        from orchestration.runner import bootstrap
+
         bootstrap(settings, lambda: get_spark("bootstrap", settings))
         return 0
     try:
@@ -237,12 +236,39 @@ def _pipeline(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.driver != "off" and any(step(name).uses_spark for name in steps):
+        code = _on_driver(settings, steps, args)
+        if code is not None:
+            return code
+    from lakehouse.spark import get_spark
+    from orchestration.runner import PipelineError, exit_code, run_pipeline
+
     spark = get_spark("pipeline", settings) if any(step(name).uses_spark for name in steps) else None
     try:
         run_pipeline(spark, settings, steps, retries=args.retries)
     except PipelineError as failure:  # each step's line, and the failed one's error, are on the console
-        return 2 if isinstance(failure.error, QualityGateError) else 1
+        return exit_code(failure)
     return 0
+
+
+def _on_driver(settings: Settings, steps: list[str], args: argparse.Namespace) -> int | None:
+    """The run's exit code on the pipeline driver (started first with --driver start), or None when there is no
+    driver for this lake: the caller runs the steps itself."""
+    from orchestration.driver import DriverUnavailable, driver_serves, submit
+
+    if args.driver == "start" and not driver_serves(settings):
+        try:
+            with stage(log, "driver") as done:
+                Stack(settings, only=["pipeline-driver"]).up()
+                done["summary"] = f"pipeline driver on {settings.pipeline_driver_url}"
+        except StackError:
+            pass  # its line said why; this process runs the steps
+    try:
+        return submit(settings, steps, args.retries)
+    except DriverUnavailable as why:
+        if args.driver == "start":
+            log.warning("running the steps in this process", extra={"reason": str(why)})
+        return None
 
 
 def _step(args: argparse.Namespace) -> int:
@@ -403,10 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline", help="run the daily DAG (or some of its steps) with retries, progress and a summary",
         description=f"Run the daily DAG's steps in order ({' -> '.join(STEP_ORDER)}), each retried {RETRIES} "
                     "times on failure except a failed quality gate, with progress and a run summary (also in "
-                    "<state>/pipeline_runs/). Exits 2 when a quality gate stopped it, 1 on another failure.")
+                    "<state>/pipeline_runs/). Spark steps run on the pipeline driver (a warm Spark driver, the "
+                    "stack's `pipeline-driver` service) when it serves this lake, else in this process (--driver). "
+                    "Exits 2 when a quality gate stopped it, 1 on another failure.")
     pipeline.add_argument("--step", action="append", choices=STEP_ORDER, help="only this step (repeatable)")
     pipeline.add_argument("--from", dest="start", choices=STEP_ORDER, help="this step and the ones after it")
     pipeline.add_argument("--retries", type=int, help=f"retries per step (default: each step's own, {RETRIES})")
+    pipeline.add_argument(
+        "--driver", choices=["auto", "start", "off"], default="auto",
+        help="where Spark steps run: auto (default) on the pipeline driver when it is up for this lake, else in "
+             "this process; start: start the driver first if needed (the Airflow DAG's tasks); off: in this process")
     pipeline.set_defaults(run=_pipeline)
     commands.add_parser("bootstrap", help="first run: simulate the default data set and run the pipeline",
                         description="Simulate the default data set if the landing zone is empty, then run the "

@@ -53,17 +53,6 @@ class PipelineError(RuntimeError):
         super().__init__(f"step {step!r} failed: {error}")
 
 
-def select_steps(only: list[str] | None = None, start: str | None = None) -> list[str]:
-    """The steps to run, in DAG order: `only` these, or from `start` on, or all."""
-    names = list(STEP_ORDER)
-    unknown = sorted(set(only or []) - set(names)) + ([start] if start and start not in names else [])
-    if unknown:
-        raise ValueError(f"unknown steps {unknown}; the steps are {', '.join(names)}")
-    if only:
-        return [name for name in names if name in only]
-    return names[names.index(start):] if start else names
-
-
 def _attempt(name: str, spark: SparkSession, settings: Settings, retries: int | None, delay_s: float | None
              ) -> tuple[str, int]:
     """The step's summary and the attempts it took (the step's own retry policy unless given); the last error
@@ -115,6 +104,11 @@ def run_pipeline(spark: SparkSession | None, settings: Settings, steps: list[str
             summary_file.write_text(json.dumps(run.as_json(), indent=2) + "\n")
             whole.update(summary=f"{len(run.steps)} steps, run summary in {summary_file}", **run.as_json())
     return {name: outcome["result"] for name, outcome in run.steps.items()}
+
+
+def exit_code(failure: PipelineError) -> int:
+    """`lakehouse pipeline`'s exit code for a failed run: 2 when a quality gate stopped it, 1 otherwise."""
+    return 2 if isinstance(failure.error, QualityGateError) else 1
 
 
 def bootstrap(settings: Settings, spark_factory: Callable[[], SparkSession]) -> bool:

@@ -332,6 +332,24 @@ def _sql_service(settings: Settings) -> Service:
     )
 
 
+def _pipeline_service(settings: Settings) -> Service:
+    """The pipeline driver (orchestration.driver): a warm Spark driver running the daily DAG's steps sent to it, one
+    at a time; started on demand (`lakehouse pipeline --driver start`, the Airflow DAG's tasks), gone when idle."""
+    from orchestration.driver import driver_serves
+
+    return Service(
+        name="pipeline-driver",
+        command=[sys.executable, "-m", "orchestration.driver"],
+        port=settings.pipeline_driver_port,
+        healthy=lambda: driver_serves(settings),
+        env={**_child_env(settings), "SPARK_MASTER_URL": settings.spark_master_url,
+             "LAKEHOUSE_PIPELINE_DRIVER_HOST": settings.pipeline_driver_host,
+             "LAKEHOUSE_PIPELINE_DRIVER_PORT": str(settings.pipeline_driver_port),
+             "LAKEHOUSE_PIPELINE_DRIVER_IDLE_S": str(settings.pipeline_driver_idle_s)},
+        on_demand=True,
+    )
+
+
 def _jupyter_service(settings: Settings) -> Service:
     """JupyterLab on loopback, serving notebooks/ (sessions on the SQL endpoint through Spark Connect); its token is
     a private file under the state folder, read by the server from JUPYTER_TOKEN_FILE, never a command line."""
@@ -373,7 +391,8 @@ def spark_home() -> Path:
 
 SERVICES: dict[str, Callable[[Settings], Service]] = {
     "kafka": _kafka_service, "mlflow": _mlflow_service, "postgres": _postgres_service,
-    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service, "jupyter": _jupyter_service,
+    "streaming": _streaming_service, "serving": _serving_service, "sql": _sql_service,
+    "pipeline-driver": _pipeline_service, "jupyter": _jupyter_service,
 }
 
 

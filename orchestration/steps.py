@@ -183,3 +183,14 @@ def step(name: str) -> Step:
         if candidate.name == name:
             return candidate
     raise ValueError(f"unknown step {name!r}; the steps are {', '.join(STEP_ORDER)}")
+
+
+def select_steps(only: list[str] | None = None, start: str | None = None) -> list[str]:
+    """The steps to run, in DAG order: `only` these, or from `start` on, or all."""
+    names = list(STEP_ORDER)
+    unknown = sorted(set(only or []) - set(names)) + ([start] if start and start not in names else [])
+    if unknown:
+        raise ValueError(f"unknown steps {unknown}; the steps are {', '.join(names)}")
+    if only:
+        return [name for name in names if name in only]
+    return names[names.index(start):] if start else names

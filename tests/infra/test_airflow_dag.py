@@ -2,14 +2,18 @@
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lakehouse.settings import REPO_ROOT
+from lakehouse.settings import REPO_ROOT, Settings
+from orchestration.stack import Stack
 from orchestration.steps import RETRIES, RETRY_DELAY_S, STEP_ORDER
+from tests.support import free_port
 
 AIRFLOW_DIR = REPO_ROOT / "infra" / "airflow"
 LOCK = AIRFLOW_DIR / "requirements.lock"
@@ -82,4 +86,45 @@ def test_airflow_loads_the_dag_with_the_steps_and_retry_policy_of_lakehouse_dag(
     assert found["outcomes"]["0"] == "ok"
     assert found["outcomes"]["1"].startswith("retry: step gold:")
     assert found["outcomes"]["2"].startswith("fail: step gold: a quality gate failed")
-    assert (tmp_path / "calls").read_text().splitlines() == ["pipeline --step gold --retries 0"] * 3
+    assert (tmp_path / "calls").read_text().splitlines() == ["pipeline --step gold --retries 0 --driver start"] * 3
+
+
+# Run one task's callable of the DAG Airflow loaded, as a worker would.
+RUN_TASK = """
+import sys
+from airflow.models.dagbag import DagBag
+
+dag = DagBag(dag_folder=sys.argv[1], include_examples=False).dags["lakehouse_daily"]
+dag.get_task(sys.argv[2]).python_callable(sys.argv[2])
+"""
+
+
+@pytest.fixture
+def lake_with_driver(stack, settings, tmp_path):
+    """An empty lake served by a pipeline driver of the stack."""
+    own = Settings(state_dir=tmp_path / "lake", jars_dir=settings.jars_dir, pipeline_driver_port=free_port(),
+                   pipeline_driver_idle_s=0)
+    driver = Stack(own, only=["pipeline-driver"])
+    driver.up()
+    yield own
+    driver.down()
+
+
+@pytest.mark.integration
+def test_a_task_runs_its_step_on_the_pipeline_driver_when_it_is_up(airflow_python, lake_with_driver, tmp_path):
+    cli = tmp_path / "lakehouse"
+    cli.write_text(f'#!/bin/sh\nexec {sys.executable} -m orchestration.cli "$@"\n')  # this checkout's CLI
+    cli.chmod(0o755)
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "LAKEHOUSE_CLI": str(cli),
+           "LAKEHOUSE_REPO": str(REPO_ROOT), "LAKEHOUSE_STATE_DIR": str(lake_with_driver.state_dir),
+           "LAKEHOUSE_PIPELINE_DRIVER_PORT": str(lake_with_driver.pipeline_driver_port)}
+    task = subprocess.run([airflow_python, "-c", RUN_TASK, AIRFLOW_DIR / "dags", "ingest"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert task.returncode == 0, task.stderr[-3000:]
+
+    [run] = (lake_with_driver.state_dir / "pipeline_runs").glob("*.json")
+    assert json.loads(run.read_text())["steps"]["ingest"]["status"] == "done"
+    # The driver ran it (the run's records are in its log); the task showed the step's line as a run of its own would.
+    assert run.stem in (lake_with_driver.logs_dir / "pipeline-driver.log").read_text()
+    assert re.search(r"^  1/1 ingest .* s  0 rows from 0 source-dates, 0 quarantined$", task.stderr, re.MULTILINE)
+    assert "running the steps in this process" not in task.stderr

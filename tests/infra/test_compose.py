@@ -37,7 +37,7 @@ def test_compose_file_is_valid_against_the_compose_spec():
 
 def test_compose_runs_the_services_the_design_names():
     assert set(SERVICES) == {"kafka", "minio", "minio-init", "spark-master", "spark-worker", "mlflow", "api",
-                             "postgres", "sql", "jupyter", "prometheus", "grafana"}
+                             "postgres", "sql", "pipeline-driver", "jupyter", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize(("service", "ports"), [
@@ -46,6 +46,7 @@ def test_compose_runs_the_services_the_design_names():
     ("api", ["8000:8000"]),
     ("postgres", ["5432:5432"]),
     ("sql", ["10000:10000", "15002:15002"]),
+    ("pipeline-driver", ["8790:8790"]),
     ("jupyter", ["8888:8888"]),
     ("minio", ["9000:9000", "9001:9001"]),
     ("spark-master", ["7077:7077", "8080:8080"]),
@@ -58,7 +59,8 @@ def test_ports_are_the_native_ones(service, ports):
 
 def test_native_defaults_use_the_same_ports(monkeypatch):
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LAKEHOUSE_API_PORT", "PGPORT",
-                 "LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT"):
+                 "LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT",
+                 "LAKEHOUSE_PIPELINE_DRIVER_PORT"):
         monkeypatch.delenv(name, raising=False)
     defaults = Settings(_env_file=None)
     assert defaults.kafka_host_port[1] == 9092
@@ -66,19 +68,27 @@ def test_native_defaults_use_the_same_ports(monkeypatch):
     assert defaults.mlflow_host_port[1] == 5000
     assert defaults.api_port == 8000
     assert (defaults.sql_thrift_port, defaults.spark_connect_port, defaults.jupyter_port) == (10000, 15002, 8888)
+    assert defaults.pipeline_driver_port == 8790
 
 
-@pytest.mark.parametrize("service", ["sql", "jupyter"])
-def test_the_sql_endpoint_and_jupyter_run_the_native_stacks_service_in_the_foreground(service):
+@pytest.mark.parametrize("service", ["sql", "pipeline-driver", "jupyter"])
+def test_the_sql_endpoint_the_pipeline_driver_and_jupyter_run_the_native_stacks_service_in_the_foreground(service):
     assert SERVICES[service]["command"] == ["lakehouse", "stack", "run", service]
     assert service in STACK_SERVICES
     assert set(SERVICES[service]["environment"]) - _settings_env_names() - STORAGE_ENV == set()
     environment = SERVICES[service]["environment"]
-    for name in ("LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT"):
+    for name in ("LAKEHOUSE_SQL_THRIFT_PORT", "LAKEHOUSE_SPARK_CONNECT_PORT", "LAKEHOUSE_JUPYTER_PORT",
+                 "LAKEHOUSE_PIPELINE_DRIVER_PORT"):
         if name in environment:
             assert f"{environment[name]}:{environment[name]}" in SERVICES[service]["ports"]
     # The metastore is a database of the postgres service, which the SQL endpoint's start creates.
     assert SERVICES["sql"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert SERVICES["pipeline-driver"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # Its clients find it by its service name; it listens on every interface of its container, never stops idle.
+    assert SHARED_ENV["LAKEHOUSE_PIPELINE_DRIVER_HOST"] == "pipeline-driver"
+    assert {k: SERVICES["pipeline-driver"]["environment"][k] for k in (
+        "LAKEHOUSE_PIPELINE_DRIVER_HOST", "LAKEHOUSE_PIPELINE_DRIVER_IDLE_S")} == {
+        "LAKEHOUSE_PIPELINE_DRIVER_HOST": "0.0.0.0", "LAKEHOUSE_PIPELINE_DRIVER_IDLE_S": 0}
     assert SERVICES["jupyter"]["environment"]["LAKEHOUSE_SQL_HOST"] == "sql"
 
 

@@ -9,7 +9,7 @@ import lakehouse.spark
 from lakehouse.quality import QualityGateError
 from orchestration import cli
 from orchestration import runner as pipeline
-from orchestration.steps import STEP_ORDER, Step
+from orchestration.steps import Step
 
 
 @pytest.fixture
@@ -27,14 +27,6 @@ def fake_steps(monkeypatch):
 
     monkeypatch.setattr(Step, "load", lambda self: make(self.name))
     return calls, failures
-
-
-def test_select_steps_keeps_dag_order():
-    assert pipeline.select_steps() == list(STEP_ORDER)
-    assert pipeline.select_steps(["score", "gold"]) == ["gold", "score"]
-    assert pipeline.select_steps(start="promote") == ["promote", "score", "sync", "monitor"]
-    with pytest.raises(ValueError, match=r"unknown steps \['bronze'\]"):
-        pipeline.select_steps(["bronze"])
 
 
 def test_a_transient_failure_is_retried_and_the_run_summary_is_written(fake_steps, settings, tmp_path):

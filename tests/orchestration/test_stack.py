@@ -173,8 +173,8 @@ def test_postgres_keeps_its_data_across_a_restart_and_its_password_out_of_logs_a
 def test_the_sql_endpoint_and_jupyter_start_on_demand_and_keep_secrets_off_their_command_lines(tmp_path, settings):
     own = Settings(state_dir=tmp_path, jars_dir=settings.jars_dir, pg_password="s3cret-pw")
     built = {s.name: s for s in services(own)}
-    assert [name for name, s in built.items() if s.on_demand] == ["sql", "jupyter"]
-    for name in ("sql", "jupyter"):
+    assert [name for name, s in built.items() if s.on_demand] == ["sql", "pipeline-driver", "jupyter"]
+    for name in ("sql", "pipeline-driver", "jupyter"):
         assert not any("s3cret-pw" in arg for arg in built[name].command)
     command = built["sql"].command
     assert command[command.index("--class") + 1] == "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"

@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-from orchestration.steps import STEP_ORDER, STEPS, Argument, step
+from orchestration.steps import STEP_ORDER, STEPS, Argument, select_steps, step
 
 
 def test_every_step_of_the_dag_is_declared_once_in_order_and_bound_to_its_function():
@@ -35,3 +35,11 @@ def test_an_option_s_choices_are_listed_when_the_option_is_parsed_or_shown_not_w
         "lakehouse ingest: error: argument --source: invalid choice: 'shoes' (choose from 'products', 'suppliers')")
     assert listed == ["listed"]
     assert "--source SOURCE  only this source; one of products, suppliers" in parser.format_help()
+
+
+def test_select_steps_keeps_dag_order():
+    assert select_steps() == list(STEP_ORDER)
+    assert select_steps(["score", "gold"]) == ["gold", "score"]
+    assert select_steps(start="promote") == ["promote", "score", "sync", "monitor"]
+    with pytest.raises(ValueError, match=r"unknown steps \['bronze'\]"):
+        select_steps(["bronze"])

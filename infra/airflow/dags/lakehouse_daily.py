@@ -1,6 +1,8 @@
 """The lakehouse's daily DAG for teams that run Airflow (3.x): one task per step of `orchestration.steps.STEPS`.
 
-Each task runs `lakehouse pipeline --step NAME --retries 0` (the same entry point as `make pipeline`);
+Each task runs `lakehouse pipeline --step NAME --retries 0 --driver start` (the same entry point as `make
+pipeline`): the step runs on the pipeline driver, a Spark driver kept warm between tasks (the first task starts it,
+the others find it up; it stops once idle), so that a task does not pay a Spark start of its own;
 Airflow does the retrying, with each step's policy from the registry as the native runner does, and a
 failed quality gate (exit code 2) fails the task at once, without retries. Set LAKEHOUSE_REPO to the
 checkout (default: the one this file is in) and LAKEHOUSE_CLI to its `lakehouse` script (default:
@@ -31,7 +33,7 @@ QUALITY_GATE_FAILED = 2  # `lakehouse pipeline`'s exit code when a quality gate 
 def run_step(name: str) -> None:
     """Run one step through the CLI; exit code 2 (quality gate) is final, any other failure is retried."""
     cli = os.environ.get("LAKEHOUSE_CLI", str(REPO / ".venv" / "bin" / "lakehouse"))
-    command = [cli, *step(name).command[1:], "--retries", "0"]
+    command = [cli, *step(name).command[1:], "--retries", "0", "--driver", "start"]
     code = subprocess.run(command, cwd=REPO, check=False).returncode
     if code == QUALITY_GATE_FAILED:
         raise AirflowFailException(f"step {name}: a quality gate failed (see ops.quality_results); not retried")
