@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "live": "bench.live",
     "operational": "bench.operational",
     "regret": "bench.regret",
+    "carrier": "bench.carrier",
 }
 
 

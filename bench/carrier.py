@@ -1,0 +1,156 @@
+"""Carrier quotes benchmark: p99 of `POST /v1/shipping/estimate` while one carrier answers slowly and another
+fails, against the same API with every carrier healthy.
+
+Self-contained like `bench.api` (whose lake, servers and load generator it reuses): its own Kafka and MLflow,
+the bench lake, the carriers' simulated quote services (`python -m simulator.carriers`, one process, the
+lake's true rate cards) and the API on one uvicorn worker, configured with the carriers' URLs and the
+default quote policy (`carrier_quote_*` settings: a 150 ms budget per estimate).
+
+Two phases, measured in alternating rounds (healthy, faulty, healthy, ...) so that noise hits both alike:
+
+- healthy: every carrier answers at once;
+- faulty: `northpost` answers after `SLOW_MS` (beyond the attempt timeout), `rapidparcel` answers 503.
+
+Requests rotate over every priced SKU (1 to 3 units) and a handful of postal codes, both service levels. After
+each phase's last round, `PROBES` estimates are asked once more and their options counted by carrier and
+source (quote, cache, rate card): the answers say which source they used.
+
+The record: the faulty phase's p99 against the healthy phase's, target p99 <= `BUDGET_P99_MS` and no error answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from bench.api import (
+    CONNECTIONS,
+    FIRST_WARMUP_S,
+    HOST,
+    WARMUP_S,
+    Sample,
+    _group_cpu_s,
+    _process,
+    _wait_ready,
+    bench_services_and_lake,
+    http_request,
+    load,
+    start_api,
+    summarize,
+)
+from bench.results import BenchRecord
+from bench.streaming import _free_port
+from lakehouse.reference import CARRIERS
+
+log = logging.getLogger(__name__)
+
+DURATION_S = 20.0  # measured seconds per phase at scale 1, split over the rounds
+ROUNDS = 4
+SLOW_MS, FAILING = 1000.0, "rapidparcel"
+SLOW = "northpost"
+BUDGET_P99_MS = 300.0
+POSTAL_CODES = ("02139", "10001", "60601", "73301", "94103", "99501")
+PROBES = 30
+HEALTHY = {c: {"latency_ms": 0.0, "fault": "none"} for c in CARRIERS}
+FAULTY = {**HEALTHY, SLOW: {"latency_ms": SLOW_MS, "fault": "none"}, FAILING: {"latency_ms": 0.0, "fault": "error"}}
+
+
+def shipping_bodies(skus: list[str]) -> list[dict]:
+    """Estimate requests over `skus`: 1 to 3 units, the postal codes and both service levels in turn."""
+    return [{"items": [{"sku": sku, "quantity": 1 + i % 3}], "postal_code": POSTAL_CODES[i % len(POSTAL_CODES)],
+             "service_level": ("standard", "express")[i % 2]} for i, sku in enumerate(skus)]
+
+
+def source_counts(answers: list[dict]) -> dict[str, dict[str, int]]:
+    """Options by carrier and source over estimate answers."""
+    counts: dict[str, Counter] = {}
+    for answer in answers:
+        for option in answer["options"]:
+            counts.setdefault(option["carrier"], Counter())[option["source"]] += 1
+    return {carrier: dict(sorted(c.items())) for carrier, c in sorted(counts.items())}
+
+
+def record(faulty: dict, healthy: dict, details: dict) -> BenchRecord:
+    """`api_shipping_estimate_carrier_faults_p99`: within the budget, no error answer."""
+    meets = faulty["p99_ms"] <= BUDGET_P99_MS and faulty["errors"] == 0 and healthy["errors"] == 0
+    return BenchRecord("api_shipping_estimate_carrier_faults_p99", faulty["p99_ms"], "ms p99",
+                       "same API, every carrier healthy", healthy["p99_ms"],
+                       f"p99 <= {BUDGET_P99_MS:g} ms with {SLOW} slow ({SLOW_MS:g} ms) and {FAILING} failing (503), "
+                       "no error answer", meets, {**details, "faulty": faulty, "healthy": healthy})
+
+
+def _set_faults(urls: dict[str, str], faults: dict[str, dict]) -> None:
+    for carrier, url in urls.items():
+        httpx.put(f"{url}/faults", json=faults[carrier]).raise_for_status()
+
+
+def _probe(port: int, api_key: str, bodies: list[dict]) -> dict:
+    with httpx.Client(base_url=f"http://{HOST}:{port}", headers={"X-API-Key": api_key}, timeout=30) as client:
+        answers = [client.post("/v1/shipping/estimate", json=body) for body in bodies]
+    bad = [a.text[:200] for a in answers if a.status_code != 200]
+    if bad:
+        raise RuntimeError(f"estimates refused: {bad[:3]}")
+    return source_counts([a.json() for a in answers])
+
+
+def run(scale: float) -> list[BenchRecord]:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    loadavg_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-carrier-") as tmp, ExitStack() as running:
+        settings, env, pool, lake_s = bench_services_and_lake(Path(tmp), running)
+        ports = [_free_port() for _ in CARRIERS]
+        urls = {c: f"http://{HOST}:{p}" for c, p in zip(CARRIERS, ports, strict=True)}
+        carriers_log = settings.logs_dir / "carriers.log"
+        carriers = running.enter_context(_process(
+            "carriers", [sys.executable, "-m", "simulator.carriers", "--truth", str(settings.truth_dir),
+                         *[a for p in ports for a in ("--port", str(p))]], env, carriers_log))
+        for carrier, url in urls.items():
+            _wait_ready(carrier, carriers, f"{url}/healthz", carriers_log)
+        env = {**env, "LAKEHOUSE_CARRIER_QUOTE_URLS": json.dumps(urls)}
+        api = running.enter_context(start_api(settings, env))
+        _wait_ready("api", api, f"http://{HOST}:{settings.api_port}/readyz", settings.logs_dir / "api.log")
+
+        api_key = (settings.state_dir / "api_key.txt").read_text().strip()
+        bodies = shipping_bodies([row["sku"] for row in pool])
+        requests = [http_request("/v1/shipping/estimate", b, {"X-API-Key": api_key}) for b in bodies]
+        phases = {"healthy": HEALTHY, "faulty": FAULTY}
+        samples = {name: Sample() for name in phases}
+        sources = {}
+        duration_s = DURATION_S * scale
+        for number in range(ROUNDS):
+            for name, faults in phases.items():
+                _set_faults(urls, faults)
+                sample = samples[name]
+                wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _group_cpu_s(api.pid)
+                asyncio.run(load(settings.api_port, requests, FIRST_WARMUP_S if number == 0 else WARMUP_S,
+                                 duration_s / ROUNDS, sample))
+                sample.wall_s += time.perf_counter() - wall
+                sample.client_cpu_s += time.process_time() - client_cpu
+                sample.server_cpu_s += _group_cpu_s(api.pid) - server_cpu
+                if number == ROUNDS - 1:
+                    sources[name] = _probe(settings.api_port, api_key, bodies[:PROBES])
+                log.info("measured", extra={"phase": name, "round": f"{number + 1}/{ROUNDS}",
+                                            "rps": sample.rounds_rps[-1]})
+        _set_faults(urls, HEALTHY)
+
+    details = {"connections": CONNECTIONS, "rounds": ROUNDS, "measured_s_per_phase": duration_s,
+               "faults": FAULTY, "quote_policy": {
+                   "budget_ms": settings.carrier_quote_budget_ms, "timeout_ms": settings.carrier_quote_timeout_ms,
+                   "retries": settings.carrier_quote_retries, "breaker_failures": settings.carrier_breaker_failures,
+                   "breaker_reset_s": settings.carrier_breaker_reset_s},
+               "sources_after_last_round": sources, "lake_build_s": lake_s, "skus": len(pool),
+               "loadavg_before": [round(x, 2) for x in loadavg_before],
+               "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    result = record(summarize(samples["faulty"]), summarize(samples["healthy"]), details)
+    log.info("carrier bench", extra={"record": json.dumps(result.as_json())})
+    return [result]
