@@ -1,7 +1,8 @@
 """Carrier quotes benchmark: p99 of `POST /v1/shipping/estimate` while one carrier answers slowly and another
 fails, against the same API with every carrier healthy.
 
-Self-contained like `bench.api` (whose lake, servers and load generator it reuses): its own Kafka and MLflow,
+Self-contained like `bench.api` (whose lake, servers and load generator it reuses): its own Kafka, MLflow and
+PostgreSQL (the pipeline syncs gold to it),
 the bench lake, the carriers' simulated quote services (`python -m simulator.carriers`, one process, the
 lake's true rate cards) and the API on one uvicorn worker, configured with the carriers' URLs and the
 default quote policy (`carrier_quote_*` settings: a 150 ms budget per estimate).
@@ -42,7 +43,9 @@ from bench.api import (
     _group_cpu_s,
     _process,
     _wait_ready,
-    bench_services_and_lake,
+    bench_env,
+    bench_lake,
+    bench_settings,
     http_request,
     load,
     start_api,
@@ -51,6 +54,7 @@ from bench.api import (
 from bench.results import BenchRecord
 from bench.streaming import _free_port
 from lakehouse.reference import CARRIERS
+from orchestration.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +111,13 @@ def run(scale: float) -> list[BenchRecord]:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     loadavg_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-carrier-") as tmp, ExitStack() as running:
-        settings, env, pool, lake_s = bench_services_and_lake(Path(tmp), running)
+        # Its own PostgreSQL too: the pipeline's last step syncs gold to it.
+        settings = bench_settings(Path(tmp)).model_copy(update={"pg_port": _free_port()})
+        env = bench_env(settings)
+        services = Stack(settings, only=["kafka", "mlflow", "postgres"])
+        running.callback(services.down)
+        services.up()
+        pool, lake_s = bench_lake(settings, env)
         ports = [_free_port() for _ in CARRIERS]
         urls = {c: f"http://{HOST}:{p}" for c, p in zip(CARRIERS, ports, strict=True)}
         carriers_log = settings.logs_dir / "carriers.log"
