@@ -114,9 +114,11 @@ def carrier_app(carrier: str, config: SimConfig, faults: Faults | None = None, t
     cards = true_rate_cards(config)
     app = FastAPI(title=f"{carrier} quotes (simulated)")
     app.state.faults = faults or Faults()
+    app.state.asked = 0  # quote requests received, for tests and benchmarks
 
     @app.post("/quote")
     async def post_quote(body: QuoteRequest) -> Response:
+        app.state.asked += 1
         current: Faults = app.state.faults
         if current.latency_ms:
             await asyncio.sleep(current.latency_ms / 1000)

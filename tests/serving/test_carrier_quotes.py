@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -42,8 +43,8 @@ def healthy(services):
 # Beyond the budget: scheduling on a loaded 2-core machine (the session starts Kafka, MLflow and PostgreSQL while
 # the first tests run). Far below the faults' 2 s and 60 s; `bench.carrier` measures the budget itself.
 SLACK_S = 0.75
-POLICY = QuotePolicy(budget_s=0.25, timeout_s=0.1, retries=1, backoff_s=0.01, breaker_failures=2,
-                     breaker_reset_s=0.3, cache_ttl_s=60)
+POLICY = QuotePolicy(budget_s=0.4, timeout_s=0.1, retries=1, backoff_s=0.01, breaker_failures=2,
+                     breaker_reset_s=1.0, cache_ttl_s=60)
 
 
 def ask(quotes: CarrierQuotes, parcels: list[Parcel]) -> tuple[list[CarrierPrice], float]:
@@ -61,7 +62,9 @@ def fresh(services, policy=POLICY) -> CarrierQuotes:
 
 
 def test_healthy_carriers_answer_with_their_true_prices(healthy):
-    prices, _ = ask(fresh(healthy), [parcel("northpost"), parcel("rapidparcel"), parcel("bluefreight")])
+    # Prices, not timing, under test: a budget no loaded machine misses.
+    parcels = [parcel("northpost"), parcel("rapidparcel"), parcel("bluefreight")]
+    prices, _ = ask(fresh(healthy, replace(POLICY, budget_s=5, timeout_s=2)), parcels)
     assert prices == [CarrierPrice(true_price(c), "quote") for c in ("northpost", "rapidparcel", "bluefreight")]
 
 
@@ -73,13 +76,14 @@ def test_a_slow_carrier_times_out_within_the_budget_and_the_others_still_quote(h
 
 
 def test_a_hanging_carrier_is_cut_at_the_budget_not_at_its_timeout(healthy):
-    # One attempt times out at 0.1 s, the retry gets what is left of the 0.25 s budget.
+    # An attempt timeout longer than the budget: the budget ends the attempt.
+    policy = replace(POLICY, budget_s=0.25, timeout_s=0.3, retries=0)
     healthy.set_faults("bluefreight", Faults(fault="hang"))
-    prices, seconds = ask(fresh(healthy), [parcel("bluefreight")])
+    prices, seconds = ask(fresh(healthy, policy), [parcel("bluefreight")])
     # "deadline": the estimate's own guard cut it, a few ms after the budget (a loaded machine's scheduling).
     assert prices in ([CarrierPrice(RATE_CARD, "rate_card", "timeout")],
                       [CarrierPrice(RATE_CARD, "rate_card", "deadline")])
-    assert 0.2 <= seconds < POLICY.budget_s + SLACK_S
+    assert 0.24 <= seconds < policy.budget_s + SLACK_S
 
 
 def test_a_5xx_is_retried_then_falls_back_and_a_malformed_quote_is_not_used(healthy):
@@ -116,23 +120,23 @@ def test_the_breaker_opens_after_failed_quotes_then_a_half_open_probe_closes_it(
             failed = [await quotes.prices([parcel(carrier)]) for _ in range(2)]
             state_after_failures = quotes.breakers()[carrier]
             healthy.set_faults(carrier, Faults())  # the carrier is back, but the breaker does not know yet
-            started = time.perf_counter()
+            asked = healthy.apps[carrier].state.asked
             refused = await quotes.prices([parcel(carrier)])
-            refused_s = time.perf_counter() - started
+            refused_asked = healthy.apps[carrier].state.asked - asked
             await asyncio.sleep(POLICY.breaker_reset_s)
             state_after_reset = quotes.breakers()[carrier]
             probe = await quotes.prices([parcel(carrier)])
             closed = quotes.breakers()[carrier]
-            return failed, state_after_failures, refused, refused_s, state_after_reset, probe, closed
+            return failed, state_after_failures, refused, refused_asked, state_after_reset, probe, closed
         finally:
             await quotes.aclose()
 
-    failed, opened, refused, refused_s, half_open, probe, closed = asyncio.run(go())
+    failed, opened, refused, refused_asked, half_open, probe, closed = asyncio.run(go())
     assert failed == [[CarrierPrice(RATE_CARD, "rate_card", "http 503")]] * 2
     assert (opened, refused, half_open, probe, closed) == (
         "open", [CarrierPrice(RATE_CARD, "rate_card", "circuit open")], "half_open",
         [CarrierPrice(true_price(carrier), "quote")], "closed")
-    assert refused_s < 0.01  # not asked at all
+    assert refused_asked == 0  # while open, the carrier is not asked at all
 
 
 def test_a_failed_half_open_probe_opens_the_breaker_again(healthy):
