@@ -157,8 +157,9 @@ class CarrierServices:
     `services.set_faults(carrier, Faults(...))`.
     """
 
-    def __init__(self, config: SimConfig, today: date | None = None, ports: dict[str, int] | None = None) -> None:
-        self.apps = {c: carrier_app(c, config, today=today) for c in CARRIERS}
+    def __init__(self, config: SimConfig, today: date | None = None, ports: dict[str, int] | None = None,
+                 carriers: tuple[str, ...] = CARRIERS) -> None:
+        self.apps = {c: carrier_app(c, config, today=today) for c in carriers}
         self.ports = ports or {}
         self.servers: dict[str, uvicorn.Server] = {}
         self.threads: list[threading.Thread] = []
@@ -199,16 +200,20 @@ def main(argv: list[str] | None = None) -> int:
                     "interrupted; prints one JSON line: carrier -> URL.")
     parser.add_argument("--truth", type=Path, default=None,
                         help="the simulation's ground-truth folder (its rate cards) [settings.truth_dir]")
+    parser.add_argument("--carrier", action="append", choices=CARRIERS, default=None,
+                        help="serve only this carrier (repeatable; default: every carrier)")
     parser.add_argument("--port", type=int, action="append", default=None, metavar="PORT",
-                        help=f"one per carrier, in order {', '.join(CARRIERS)} (default: free ports)")
+                        help="one per carrier served, in the order given or "
+                             f"{', '.join(CARRIERS)} (default: free ports)")
     args = parser.parse_args(argv)
-    if args.port is not None and len(args.port) != len(CARRIERS):
-        parser.error(f"give no --port or {len(CARRIERS)} of them")
+    carriers = tuple(args.carrier or CARRIERS)
+    if args.port is not None and len(args.port) != len(carriers):
+        parser.error(f"give no --port or {len(carriers)} of them")
     from lakehouse.settings import get_settings
 
     config = simulation_config(args.truth or get_settings().truth_dir)
-    ports = dict(zip(CARRIERS, args.port, strict=True)) if args.port else None
-    with CarrierServices(config, ports=ports) as services:
+    ports = dict(zip(carriers, args.port, strict=True)) if args.port else None
+    with CarrierServices(config, ports=ports, carriers=carriers) as services:
         print(json.dumps(services.urls), flush=True)
         try:
             while all(t.is_alive() for t in services.threads):
