@@ -392,10 +392,10 @@ async def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSna
         raise HTTPException(422, f"no carrier serves zone {zone.zone} at service level {', '.join(levels)}")
     billable = np.array([float(card.billable_kg(weight, volume)) for card in cards])
     rate_card = np.array([float(card.cost_usd(b, zone.is_remote)) for card, b in zip(cards, billable, strict=True)])
-    parcels = [Parcel(c.carrier, c.service_level, body.postal_code.strip(), zone.zone, zone.is_remote, weight, volume,
-                      round(float(r), 2)) for c, r in zip(cards, rate_card, strict=True)]
-    prices: list[CarrierPrice] = (await serving.carriers.prices(parcels) if serving.carriers is not None else
-                                  [CarrierPrice(p.rate_card_usd, "rate_card", "no quote service") for p in parcels])
+    to_quote = [Parcel(c.carrier, c.service_level, body.postal_code.strip(), zone.zone, zone.is_remote, weight, volume,
+                       round(float(r), 2)) for c, r in zip(cards, rate_card, strict=True)]
+    prices: list[CarrierPrice] = (await serving.carriers.prices(to_quote) if serving.carriers is not None else
+                                  [CarrierPrice(p.rate_card_usd, "rate_card", "no quote service") for p in to_quote])
     quoted = np.array([p.price_usd for p in prices])
     loaded, fallback_reason = None, None
     if assignment.strategy == "model":
