@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "regret": "bench.regret",
     "daily": "bench.daily",
     "airflow": "bench.airflow",
+    "carrier": "bench.carrier",
 }
 
 

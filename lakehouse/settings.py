@@ -110,6 +110,20 @@ class Settings(BaseSettings):
     # Seconds between checks of the registered models' aliases (a moved alias is served without restart).
     api_model_refresh_s: float = Field(15.0, gt=0)
 
+    # Carrier quotes (serving.carrier_quotes): each carrier's quote service by base URL (env: a JSON object;
+    # a carrier without one is priced from its rate card). A shipping estimate waits at most `budget_ms` for
+    # all its quotes together; each attempt at most `timeout_ms`, retried `retries` times after a backoff of
+    # `backoff_ms`, doubling. `breaker_failures` failed quotes in a row open a carrier's circuit breaker for
+    # `breaker_reset_s`. A quote is kept `cache_ttl_s` as the fallback when its carrier fails.
+    carrier_quote_urls: dict[str, str] = Field(default_factory=dict)
+    carrier_quote_budget_ms: float = Field(150.0, gt=0)
+    carrier_quote_timeout_ms: float = Field(100.0, gt=0)
+    carrier_quote_retries: int = Field(1, ge=0)
+    carrier_quote_backoff_ms: float = Field(10.0, ge=0)
+    carrier_breaker_failures: int = Field(5, ge=1)
+    carrier_breaker_reset_s: float = Field(10.0, ge=0)
+    carrier_quote_cache_ttl_s: float = Field(900.0, ge=0)
+
     # Monitoring alerts (spark_jobs.monitor): PagerDuty Events v2 events are POSTed to this URL (unset:
     # logged as not sent) with this routing key (PagerDuty's integration key; any string for other receivers).
     alert_webhook_url: str | None = None

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lakehouse.settings import Settings, get_settings
 from serving.bandit import BanditArm
+from serving.carrier_quotes import CarrierQuotes
 from serving.components import Components, Serving
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
@@ -99,9 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             start(OutcomeStream(settings, bandit))  # closes before the arm: its last outcomes are saved
             components = Serving(settings, metrics, Gateway.from_settings(settings, metrics),
                                  Experiments(settings.api_experiments_file), start(DecisionLogger(settings, metrics)),
-                                 features, models, books, live_features, live_prices, bandit)
+                                 features, models, books, live_features, live_prices, bandit,
+                                 CarrierQuotes.from_settings(settings))
             app.state.serving, app.state.gateway = components, components.gateway
-            yield
+            try:
+                yield
+            finally:
+                await components.carriers.aclose()
 
     app = add_offline_docs(FastAPI(title=TITLE, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None))
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)

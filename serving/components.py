@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from lakehouse.settings import Settings
 from serving.bandit import BanditArm
+from serving.carrier_quotes import CarrierQuotes
 from serving.decision_log import DecisionLogger
 from serving.experiments import Experiments
 from serving.gateway import Gateway
@@ -33,6 +34,7 @@ class Serving:
     live_features: LiveFeatureStore
     live_prices: LivePriceBook
     bandit: BanditArm
+    carriers: CarrierQuotes | None = None  # None: every carrier priced from its rate card
 
 
 def serving_of(request: Request) -> Serving:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from lakehouse.delta_reader import DeltaReader, storage_options
 from lakehouse.settings import Settings
 from transforms import rules
+from transforms.rate_sheets import in_force
 
 if TYPE_CHECKING:  # the reader's child process imports this module: it stays free of Spark and Prometheus
     from serving.metrics import ServingMetrics
@@ -189,27 +190,20 @@ def zones(table: pa.Table) -> dict[str, Zone]:
 
 
 def rate_cards(table: pa.Table, today: date) -> dict[tuple[str, str, int], RateCard]:
-    """The rate card effective `today`: per carrier and service level, the rows of the latest
-    `effective_from` on or before today (a card is issued whole), as one RateCard per zone."""
-    rows = [r for r in table.to_pylist() if r["effective_from"] is not None and r["effective_from"] <= today]
-    current: dict[tuple[str, str], date] = {}
-    for r in rows:
-        key = (r["carrier"], r["service_level"])
-        current[key] = max(current.get(key, r["effective_from"]), r["effective_from"])
-    by_zone: dict[tuple[str, str, int], list[dict]] = {}
-    for r in rows:
-        if r["effective_from"] == current[(r["carrier"], r["service_level"])]:
-            by_zone.setdefault((r["carrier"], r["service_level"], r["zone"]), []).append(r)
+    """The rate card effective `today`: per carrier and service level, the sheet in force
+    (`transforms.rate_sheets.in_force`: a sheet is issued whole), as one RateCard per zone."""
+    rows = in_force(table.to_pandas(), today).sort_values(["carrier", "service_level", "zone", "weight_break_kg"])
     cards = {}
-    for key, breaks in by_zone.items():
-        breaks.sort(key=lambda r: r["weight_break_kg"])
-        last = breaks[-1]
+    for (carrier, level, zone), breaks in rows.groupby(["carrier", "service_level", "zone"], sort=False):
+        last = breaks.iloc[-1]
+        key = (carrier, level, int(zone))
         cards[key] = RateCard(*key, effective_from=last["effective_from"],
-                              breaks_kg=np.array([r["weight_break_kg"] for r in breaks], dtype=float),
-                              base_usd=np.array([r["base_rate_usd"] for r in breaks], dtype=float),
-                              per_kg_over_usd=last["per_kg_over_usd"], volumetric_divisor=last["volumetric_divisor"],
-                              fuel_surcharge_pct=last["fuel_surcharge_pct"],
-                              remote_surcharge_usd=last["remote_surcharge_usd"])
+                              breaks_kg=breaks["weight_break_kg"].to_numpy(float),
+                              base_usd=breaks["base_rate_usd"].to_numpy(float),
+                              per_kg_over_usd=float(last["per_kg_over_usd"]),
+                              volumetric_divisor=int(last["volumetric_divisor"]),
+                              fuel_surcharge_pct=float(last["fuel_surcharge_pct"]),
+                              remote_surcharge_usd=float(last["remote_surcharge_usd"]))
     return cards
 
 

@@ -30,6 +30,7 @@ from pricing.live import LIVE, LiveReason
 from pricing.optimizer import implied_elasticity, response_curve
 from pricing.rules import DEFAULT_MARKUP, DEFAULT_UNDERCUT, RULE_BASED
 from serving.bandit import BANDIT
+from serving.carrier_quotes import CarrierPrice, Parcel, Source
 from serving.components import Components, serving_of
 from serving.decision_log import decision_record, new_decision_id
 from serving.experiments import Assignment, Subject
@@ -137,6 +138,10 @@ class ShippingOption(BaseModel):
     rate_card_usd: float
     billable_weight_kg: float
     charge_usd: float = Field(description="what the shopper pays for this option (the shipping policy's)")
+    quote_usd: float = Field(description="the carrier's price of this parcel, from `source`")
+    source: Source = Field(description="quote: the carrier's quote service answered; cache: its last quote for "
+                                       "this parcel; rate_card: its rate card in force (serving.carrier_quotes)")
+    source_reason: str | None = Field(description="why not a fresh quote (timeout, circuit open, ...); null: quoted")
 
 
 class ShippingAnswer(Provenance):
@@ -334,7 +339,7 @@ def build_router() -> APIRouter:
         started = time.perf_counter()
         snapshot = serving.features.snapshot
         assignment = serving.experiments.assign("shipping", _subject(body.customer, snapshot))
-        answer = estimate_shipping(serving, body, snapshot, assignment)
+        answer = await estimate_shipping(serving, body, snapshot, assignment)
         answer_json = answer.model_dump_json()
         _log(serving, answer, answer.decision_id, answer_json, "shipping", body.customer,
              await _request_json(request), started, estimate_usd=answer.recommended.estimate_usd,
@@ -374,10 +379,12 @@ def build_router() -> APIRouter:
     return router
 
 
-def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot, assignment: Assignment
-                      ) -> ShippingAnswer:
-    """Options per carrier and service level: the shipping model's expected invoice, or the carrier's rate
-    card when the variant says so (`rule_based`) or no model is loaded (a fallback)."""
+async def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot, assignment: Assignment
+                            ) -> ShippingAnswer:
+    """Options per carrier and service level: the shipping model's expected invoice, or the carrier's price
+    when the variant says so (`rule_based`) or no model is loaded (a fallback). The carrier's price is its
+    quote, else its cached quote, else its rate card (`serving.carrier_quotes`); the model takes it in the
+    rate card's place."""
     zone = snapshot.zone(body.postal_code)
     if zone is None:
         raise HTTPException(422, f"postal code {body.postal_code.strip()!r} is not in the delivery zone chart")
@@ -398,18 +405,23 @@ def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot,
         raise HTTPException(422, f"no carrier serves zone {zone.zone} at service level {', '.join(levels)}")
     billable = np.array([float(card.billable_kg(weight, volume)) for card in cards])
     rate_card = np.array([float(card.cost_usd(b, zone.is_remote)) for card, b in zip(cards, billable, strict=True)])
+    to_quote = [Parcel(c.carrier, c.service_level, body.postal_code.strip(), zone.zone, zone.is_remote, weight, volume,
+                       round(float(r), 2)) for c, r in zip(cards, rate_card, strict=True)]
+    prices: list[CarrierPrice] = (await serving.carriers.prices(to_quote) if serving.carriers is not None else
+                                  [CarrierPrice(p.rate_card_usd, "rate_card", "no quote service") for p in to_quote])
+    quoted = np.array([p.price_usd for p in prices])
     loaded, fallback_reason = None, None
     if assignment.strategy == "model":
         alias = assignment.model_alias or CHAMPION
         loaded = serving.models.get(SHIPPING_MODEL, alias)
         fallback_reason = None if loaded else f"no {alias} shipping model loaded"
-    estimate = rate_card
+    estimate = quoted
     if loaded is not None:
         parcels = pd.DataFrame({
             "carrier": [c.carrier for c in cards], "service_level": [c.service_level for c in cards],
             "delivery_zone": zone.zone, "is_remote": zone.is_remote, "order_date": pd.Timestamp(snapshot.day),
             "billable_weight_kg": billable, "actual_weight_kg": weight, "volume_cm3": volume,
-            "rate_card_cost_usd": rate_card})
+            "rate_card_cost_usd": quoted})
         estimate = loaded.model.expected_cost(parcels)
     if fallback_reason:
         serving.metrics.record_fallback("shipping", fallback_reason)
@@ -418,8 +430,9 @@ def estimate_shipping(serving, body: ShippingRequest, snapshot: FeatureSnapshot,
     charge = option_charges(policy, estimate, [c.service_level for c in cards], zone.zone, body.subtotal_usd)
     options = sorted((ShippingOption(carrier=c.carrier, service_level=c.service_level, estimate_usd=float(e),
                                      rate_card_usd=round(float(r), 2), billable_weight_kg=round(float(b), 3),
-                                     charge_usd=float(g))
-                      for c, e, r, b, g in zip(cards, estimate, rate_card, billable, charge, strict=True)),
+                                     charge_usd=float(g), quote_usd=round(p.price_usd, 2), source=p.source,
+                                     source_reason=p.reason)
+                      for c, e, r, b, g, p in zip(cards, estimate, rate_card, billable, charge, prices, strict=True)),
                      key=lambda o: o.estimate_usd)
     return ShippingAnswer(
         decision_id=new_decision_id(), experiment=assignment.experiment, variant=assignment.variant,

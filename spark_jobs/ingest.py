@@ -32,6 +32,7 @@ from lakehouse.schemas.ops import INGEST_LOG
 from lakehouse.settings import Settings
 from lakehouse.sources import LANDING_SOURCES
 from lakehouse.tables import table
+from transforms.rate_sheets import FILE_CHECKS
 from transforms.records import (
     bronze_rows,
     conform,
@@ -145,6 +146,23 @@ def _file_columns(fmt: str, path: str) -> tuple[str, ...]:
         return tuple(name.strip() for name in handle.readline().rstrip("\r\n").split(","))
 
 
+def refuse_bad_files(spark: SparkSession, conformed: DataFrame, columns: list[str], check) -> DataFrame:
+    """Files checked whole (`transforms.rate_sheets.FILE_CHECKS`): every record of a file with a defect gets
+    the file's reasons before its own (`file_refused: ...`), so the file goes to quarantine whole. The files are
+    small (a carrier's rate sheet): checked in pandas on the driver."""
+    frame = conformed.select("_source_file", *columns, "_error").toPandas()
+    reasons = [(name, "file_refused: " + "; ".join(defects))
+               for name, rows in frame.groupby("_source_file", sort=True) if (defects := check(rows))]
+    if not reasons:
+        return conformed
+    log.warning("files refused", extra={"files": {name.rsplit("/", 2)[-2] + "/" + name.rsplit("/", 1)[-1]: reason
+                                                  for name, reason in reasons}})
+    refused = spark.createDataFrame(reasons, "_source_file string, _file_error string")
+    return (conformed.join(F.broadcast(refused), "_source_file", "left")
+            .withColumn("_error", F.concat_ws("; ", "_file_error", "_error")).drop("_file_error")
+            .withColumn("_error", F.when(F.col("_error") != "", F.col("_error"))))
+
+
 def ingest_source(spark: SparkSession, settings: Settings, source: str, batches: list[LandingBatch],
                   batch_id: str, ingested_at: datetime, shared_table_lock: threading.Lock) -> SourceResult:
     """Ingest the given dates of one source into its bronze table and the quarantine; count per date."""
@@ -152,7 +170,10 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, batches:
     files = [f for b in batches for f in b.files]
     ingest_date = F.to_date(F.regexp_extract("_source_file", r"ingest_date=(\d{4}-\d{2}-\d{2})", 1))
     conformed = with_lineage(conform(read_records(spark, source, files), schema, LANDING_SOURCES[source].key),
-                             ingest_date, batch_id, ingested_at).persist()
+                             ingest_date, batch_id, ingested_at)
+    if source in FILE_CHECKS:
+        conformed = refuse_bad_files(spark, conformed, schema.fieldNames(), FILE_CHECKS[source])
+    conformed = conformed.persist()
     try:
         dates = ", ".join(f"'{b.ingest_date.isoformat()}'" for b in batches)
         delta.replace(bronze_rows(conformed, schema), table(f"bronze.{source}"), settings,

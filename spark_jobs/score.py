@@ -2,7 +2,8 @@
 
 Prices: every SKU of the latest `gold.pricing_features` day gets the optimizer's price under the
 guardrails (the rule-based price when there is no pricing model yet), valid from that day. Rate cards:
-for every zone, weight band and service level of the rate card in force, each carrier's expected invoice
+for every zone, weight band and service level of each carrier's rate sheet in force that day
+(`transforms.rate_sheets.in_force`: the one the API uses), each carrier's expected invoice
 of a parcel at the band's upper weight, the cheapest carrier marked. A re-run for the same day replaces
 that day's rows (`replaceWhere`), so scoring is idempotent.
 """
@@ -31,6 +32,7 @@ from training import registry
 from training.demand import DemandModel
 from training.shipping import ShippingModel
 from transforms import rules
+from transforms.rate_sheets import in_force
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +134,9 @@ def run(spark: SparkSession, settings: Settings, rails: Guardrails = DEFAULT_GUA
 
     shipping_model, shipping_version = _champion(registry.SHIPPING_MODEL)
     if shipping_model is not None:
-        rates = read_delta(spark, table("silver.shipping_rates").location(settings))
-        in_force = rates.where(F.col("effective_from") == rates.where(F.col("effective_from") <= F.lit(day))
-                               .agg(F.max("effective_from")).first()[0]).toPandas()
-        cards = rate_card_table(rate_card_parcels(in_force, day), shipping_model, shipping_version)
+        # A few hundred rows per sheet: chosen in pandas, by the rule the API uses.
+        rates = read_delta(spark, table("silver.shipping_rates").location(settings)).toPandas()
+        cards = rate_card_table(rate_card_parcels(in_force(rates, day), day), shipping_model, shipping_version)
         _replace_day(spark, settings, "gold.shipping_rate_cards", cards, SHIPPING_RATE_CARDS, day)
         written["gold.shipping_rate_cards"] = len(cards)
     log.info("scored", extra={"valid_from": day.isoformat(), "pricing_version": pricing_version,

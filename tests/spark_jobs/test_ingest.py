@@ -199,3 +199,33 @@ def test_a_landing_file_of_hostile_bytes_is_quarantined_losslessly_and_every_tab
     bronze = read_delta(spark, table("bronze.transactions").location(settings)).where(
         F.col("ingest_date") == date(2026, 8, 3))
     assert [r.event_id for r in bronze.collect()] == ["e9"]  # nothing lost: 7 quarantined + 1 landed = 8 lines
+
+
+def test_a_malformed_rate_sheet_is_quarantined_whole_and_a_valid_one_lands(spark, tmp_path, settings):
+    from simulator.carriers import true_rate_cards
+    from simulator.config import SimConfig
+    from simulator.sources import _rate_card_rows
+
+    config = SimConfig()
+    first, second = true_rate_cards(config)
+    landing = tmp_path / "landing"
+    good = _rate_card_rows(first, date(2026, 8, 1))
+    _write(landing, "shipping_rates", "2026-08-01", "part-00000.csv", good.to_csv(index=False))
+    # The next sheet: zone 8 of northpost's standard card left out, and one line cut short.
+    bad = _rate_card_rows(second, date(2026, 9, 15))
+    bad = bad.loc[~((bad["carrier"] == "northpost") & (bad["service_level"] == "standard") & (bad["zone"] == 8))]
+    text = bad.to_csv(index=False).splitlines()
+    text[5] = ",".join(text[5].split(",")[:4])
+    _write(landing, "shipping_rates", "2026-09-15", "part-00000.csv", "\n".join(text) + "\n")
+    own = Settings(state_dir=tmp_path / "state", jars_dir=settings.jars_dir)
+
+    results = run(spark, own, ["shipping_rates"], landing_dir=landing)
+
+    assert _summary(results) == [("shipping_rates", 2, len(good), len(bad))]
+    bronze = read_delta(spark, table("bronze.shipping_rates").location(own))
+    assert [tuple(r) for r in bronze.groupBy("effective_from").count().collect()] == [(date(2026, 8, 1), len(good))]
+    quarantine = read_delta(spark, table("bronze.quarantine").location(own))
+    reasons = {r.reason: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+    refused = ("file_refused: unreadable_rows: 1; zones_missing: northpost/standard: 8; "
+               "weight_breaks_differ: northpost/standard")
+    assert reasons == {refused: len(bad) - 1, f"{refused}; malformed_csv: wrong number of fields": 1}
