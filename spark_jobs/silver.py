@@ -90,12 +90,21 @@ def bronze_tables(source: str) -> list[Table]:
     return [TABLES[name] for name in (f"bronze.{source}", f"bronze.{source}_stream") if name in TABLES]
 
 
-def _watermarks(spark: SparkSession, settings: Settings) -> dict[str, datetime]:
+@dataclass(frozen=True)
+class _Promoted:
+    """How far a bronze table has been promoted: the `_ingested_at` watermark and the bronze version read."""
+
+    watermark: datetime
+    bronze_version: int
+
+
+def _watermarks(spark: SparkSession, settings: Settings) -> dict[str, _Promoted]:
     location = table("ops.silver_progress").location(settings)
     if not delta_exists(spark, location):
         return {}
-    rows = read_delta(spark, location).groupBy("bronze_table").agg(F.max("watermark").alias("w")).collect()
-    return {r.bronze_table: r.w.replace(tzinfo=UTC) for r in rows}
+    rows = read_delta(spark, location).groupBy("bronze_table").agg(
+        F.max("watermark").alias("w"), F.max("bronze_version").alias("v")).collect()
+    return {r.bronze_table: _Promoted(r.w.replace(tzinfo=UTC), r.v) for r in rows}
 
 
 def bronze_columns(frame: DataFrame, source: str) -> DataFrame:
@@ -108,17 +117,21 @@ def bronze_columns(frame: DataFrame, source: str) -> DataFrame:
         "_rescued_data", *LINEAGE_COLUMNS)
 
 
-def _new_rows(spark: SparkSession, settings: Settings, source: str, watermarks: dict[str, datetime],
+def _new_rows(spark: SparkSession, settings: Settings, source: str, watermarks: dict[str, _Promoted],
               started: datetime) -> list[_Slice]:
     slices = []
     for bronze in bronze_tables(source):
         location = bronze.location(settings)
         version = table_version(spark, location)
-        if version is None:
+        promoted = watermarks.get(bronze.name)
+        stream = bronze.name.endswith("_stream")
+        # A batch table not written since its last promotion has nothing new: its version says so, without a
+        # pass over its rows. A stream table may still hold rows that were too young to promote last time.
+        if version is None or (not stream and promoted is not None and promoted.bronze_version == version):
             continue
-        since = F.lit(watermarks.get(bronze.name, _EPOCH)).cast("timestamp")
+        since = F.lit(promoted.watermark if promoted else _EPOCH).cast("timestamp")
         frame = read_delta(spark, location, version).where(F.col("_ingested_at") > since)
-        if bronze.name.endswith("_stream"):
+        if stream:
             frame = frame.where(F.col("_ingested_at") <= F.lit(started - STREAM_GRACE).cast("timestamp"))
         frame = bronze_columns(frame, source)
         profile = bronze_profile(frame, source, SOURCES[source].landing).first()
@@ -151,7 +164,7 @@ _NEWER = ("s.ingest_date > t.ingest_date OR "
 
 
 def promote_source(spark: SparkSession, settings: Settings, gate: QualityGate, source: str, run_id: str,
-                   watermarks: dict[str, datetime], started: datetime, ops: _OpsRecords) -> PromotionResult:
+                   watermarks: dict[str, _Promoted], started: datetime, ops: _OpsRecords) -> PromotionResult:
     """Promote the new bronze rows of one source; raises QualityGateError when a `fail` rule fails.
 
     Drift, rule results and the new watermark are added to `ops`; the watermark only once silver is written.
