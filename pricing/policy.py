@@ -27,15 +27,21 @@ class PolicyError(ValueError):
     """The pricing policy file is invalid; the message names the file, the section and the key."""
 
 
+def yaml_document(path: Path, error: type[ValueError], what: str) -> Any:
+    """The YAML document in the file at `path`; `error` names the file (and `what` it holds) when it cannot be
+    read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise error(f"{path}: cannot read the {what}: {err}") from err
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from err
+
+
 @functools.cache
 def read_policy(path: Path = POLICY_FILE) -> dict[str, dict[str, Any]]:
     """The file's sections (each a mapping of key -> value), checked to be exactly `SECTIONS`."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise PolicyError(f"{path}: cannot read the pricing policy: {err}") from err
-    except yaml.YAMLError as err:
-        raise PolicyError(f"{path}: not valid YAML: {err}") from err
+    data = yaml_document(path, PolicyError, "pricing policy")
     if not isinstance(data, dict):
         raise PolicyError(f"{path}: expected the sections {list(SECTIONS)}, got {type(data).__name__}")
     missing, unknown = [s for s in SECTIONS if s not in data], sorted(set(data) - set(SECTIONS))

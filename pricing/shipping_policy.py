@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lakehouse.reference import SERVICE_LEVELS, ZONE_COUNT
+from pricing.policy import yaml_document
 
 SHIPPING_POLICY_FILE = Path(__file__).with_name("shipping_policy.yaml")
 KEYS = ("version", "markup_pct", "free_shipping", "zone_surcharge_usd", "round_up_to_usd")
@@ -132,13 +132,7 @@ def shipping_charge(policy: ShippingPolicy, estimate_usd, service_level, zone, s
 @functools.cache
 def read_shipping_policy(path: Path = SHIPPING_POLICY_FILE) -> ShippingPolicy:
     """The policy of the file at `path`; a ShippingPolicyError names the file and the bad key."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise ShippingPolicyError(f"{path}: cannot read the shipping policy: {err}") from err
-    except yaml.YAMLError as err:
-        raise ShippingPolicyError(f"{path}: not valid YAML: {err}") from err
-    return ShippingPolicy.from_dict(data, str(path))
+    return ShippingPolicy.from_dict(yaml_document(path, ShippingPolicyError, "shipping policy"), str(path))
 
 
 SHIPPING_POLICY = read_shipping_policy()

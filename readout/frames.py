@@ -113,6 +113,11 @@ def true_values(decisions: pd.DataFrame) -> pd.DataFrame:
         "revenue_per_visitor": sums["revenue"] / sums["visitors"],
         "margin_per_visitor": sums["margin"] / sums["visitors"],
     })
+    return long_true_values(values)
+
+
+def long_true_values(values: pd.DataFrame) -> pd.DataFrame:
+    """A variant-indexed frame of true metric values, one column per metric -> one row per metric and variant."""
     return (values.reset_index().melt(id_vars="variant", var_name="metric", value_name="true_value")
             [["metric", "variant", "true_value"]].sort_values(["metric", "variant"]).reset_index(drop=True))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from readout.frames import Metrics
+from readout.frames import Metrics, long_true_values
 
 SHIPPING_METRICS: Metrics = {
     "conversion_rate": ("rate", "purchased", None),
@@ -45,5 +45,4 @@ def true_shipping_values(sessions: pd.DataFrame) -> pd.DataFrame:
         "average_order_value": sums["revenue"] / sums["buys"],
         "shipping_margin_per_visitor": sums["margin"] / sums["visitors"],
     })
-    return (values.reset_index().melt(id_vars="variant", var_name="metric", value_name="true_value")
-            [["metric", "variant", "true_value"]].sort_values(["metric", "variant"]).reset_index(drop=True))
+    return long_true_values(values)
