@@ -293,14 +293,16 @@ def main(args) -> int:
 def format_readout(rows: pd.DataFrame, true_lift: dict[tuple[str, str], float] | None = None) -> str:
     """A text table: per metric and treatment variant, value, lift [95% CI], p-value (and the true lift,
     keyed by (metric, variant))."""
-    lines = [f"{'metric':<24}{'variant':<12}{'visitors':>9}{'value':>10}{'lift [95% CI]':>28}{'p':>8}"
+    # Columns as wide as their longest name (shipping's metrics are longer than pricing's).
+    m, v = max(24, rows["metric"].str.len().max() + 2), max(12, rows["variant"].str.len().max() + 2)
+    lines = [f"{'metric':<{m}}{'variant':<{v}}{'visitors':>9}{'value':>10}{'lift [95% CI]':>28}{'p':>8}"
              + (f"{'true lift':>11}" if true_lift is not None else "")]
     for r in rows.sort_values(["metric", "is_control"], ascending=[True, False]).itertuples(index=False):
         interval = "" if r.is_control else f"{r.lift:+.1%} [{r.ci_low:+.1%}, {r.ci_high:+.1%}]"
         p = "" if r.is_control else f"{r.p_value:.3f}"
         truth = ("" if true_lift is None or r.is_control else
                  f"{true_lift[r.metric, r.variant]:+.1%}" if (r.metric, r.variant) in true_lift else "n/a")
-        lines.append(f"{r.metric:<24}{r.variant:<12}{r.visitors:>9}{r.value:>10.4f}{interval:>28}{p:>8}"
+        lines.append(f"{r.metric:<{m}}{r.variant:<{v}}{r.visitors:>9}{r.value:>10.4f}{interval:>28}{p:>8}"
                      + (f"{truth:>11}" if true_lift is not None else ""))
     srm = float(rows["srm_p_value"].iloc[0])
     lines.append(f"sample ratio: p = {srm:.3g} -> {'MISMATCH: do not trust this readout' if srm < 0.001 else 'ok'}")

@@ -153,6 +153,10 @@ def test_the_job_appends_the_whole_readout_to_gold(spark, lake):
     assert rows.loc[("margin_per_visitor", "rule_based"), "value"] == pytest.approx(3.0)
     assert rows["srm_p_value"].unique().tolist() == pytest.approx([math.erfc(math.sqrt(0.1))])
     assert "sample ratio: p = 0.655 -> ok" in readout.format_readout(expected)
+    # A metric name longer than the column still stands apart from its variant.
+    longer = readout.format_readout(expected.assign(metric="shipping_margin_per_visitor")).splitlines()[1:-1]
+    assert {tuple(line.split()[:2]) for line in longer} == {("shipping_margin_per_visitor", v)
+                                                            for v in expected["variant"]}
 
 
 def test_an_unknown_experiment_is_refused_with_the_known_ones(spark, lake):
