@@ -21,6 +21,7 @@ estimate, nor delays it by more than the budget.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections import OrderedDict
@@ -96,8 +97,8 @@ def parse_quote(parcel: Parcel, status: int, body: bytes) -> float:
     if status >= 400:
         raise QuoteFailed(f"refused: http {status}", counts=False)
     try:
-        answer = httpx.Response(status, content=body).json()
-    except ValueError:
+        answer = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
         raise QuoteFailed("malformed quote: not JSON") from None
     price = answer.get("price_usd") if isinstance(answer, dict) else None
     if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
@@ -157,9 +158,7 @@ class CarrierAdapter:
                 async with asyncio.timeout(wait):
                     response = await self.client.post(f"{self.url}/quote", json=body, timeout=wait)
                 return parse_quote(parcel, response.status_code, response.content)
-            except TimeoutError:
-                failed = QuoteFailed("timeout", retry=True)
-            except httpx.TimeoutException:
+            except (TimeoutError, httpx.TimeoutException):
                 failed = QuoteFailed("timeout", retry=True)
             except httpx.TransportError as error:
                 failed = QuoteFailed(f"unreachable: {type(error).__name__}", retry=True)

@@ -146,27 +146,28 @@ def _from(column: str, since: date | None) -> Column:
     return F.lit(True) if since is None else F.col(column) >= F.lit(since)
 
 
-# Each gold table's slice of gold.quarantine, by the date in its key or record (None: all its rows).
-_QUARANTINE_DATES = {"pricing_daily": "get_json_object(record_key, '$.date')",
-                     "pricing_features": "get_json_object(record_key, '$.as_of_date')",
-                     "demand_profile": None,
-                     "shipping_features": "get_json_object(record, '$.order_date')"}
+# Each recomputed gold table's date column and the SQL of the same date in its gold.quarantine rows
+# (demand_profile is rebuilt whole).
+_SLICES = {"pricing_daily": ("date", "get_json_object(record_key, '$.date')"),
+           "pricing_features": ("as_of_date", "get_json_object(record_key, '$.as_of_date')"),
+           "shipping_features": ("order_date", "get_json_object(record, '$.order_date')")}
 
 
-def _slice_condition(name: str, since: date | None) -> str:
-    """The SQL condition selecting gold table `name`'s recomputed rows (as_of dates one day later)."""
-    column = {"pricing_daily": "date", "pricing_features": "as_of_date", "shipping_features": "order_date"}[name]
-    first = since + timedelta(days=1) if name == "pricing_features" else since
-    return f"`{column}` >= DATE'{first.isoformat()}'"
+def _first_day(name: str, since: date) -> date:
+    """The first date of table `name`'s recomputed rows: a feature row's as-of date is the day after its data."""
+    return since + timedelta(days=1) if name == "pricing_features" else since
+
+
+def _slice_condition(name: str, since: date) -> str:
+    """The SQL condition selecting gold table `name`'s recomputed rows."""
+    return f"`{_SLICES[name][0]}` >= DATE'{_first_day(name, since).isoformat()}'"
 
 
 def _quarantine_condition(since: date) -> str:
-    """gold.quarantine's rows of the recomputed slices."""
-    parts = []
-    for name, key_date in _QUARANTINE_DATES.items():
-        first = since + timedelta(days=1) if name == "pricing_features" else since
-        parts.append(f"(`table` = '{name}'" + (f" AND {key_date} >= '{first.isoformat()}')" if key_date else ")"))
-    return " OR ".join(parts)
+    """gold.quarantine's rows of the recomputed slices, and all of demand_profile's."""
+    parts = [f"(`table` = '{name}' AND {key_date} >= '{_first_day(name, since).isoformat()}')"
+             for name, (_, key_date) in _SLICES.items()]
+    return " OR ".join([*parts, "(`table` = 'demand_profile')"])
 
 
 def run(spark: SparkSession, settings: Settings, full_refresh: bool = False, run_id: str | None = None
@@ -223,7 +224,7 @@ def run(spark: SparkSession, settings: Settings, full_refresh: bool = False, run
             "pricing_daily": daily,
             "pricing_features": built("pricing_features", pricing_features(
                 all_daily, silver["products"], lowest_cost_history(silver["suppliers"]))
-                .where(_from("as_of_date", since and since + timedelta(days=1)))),
+                .where(_from("as_of_date", since and _first_day("pricing_features", since)))),
             "demand_profile": built("demand_profile", demand_profile(all_daily, silver["clickstream"],
                                                                      silver["products"])),
             "shipping_features": built("shipping_features", shipping_features(
